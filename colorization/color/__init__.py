@@ -1,0 +1,1 @@
+"""Colour science of both papers as pure tensor functions (no I/O, no Ray)."""

@@ -1,0 +1,48 @@
+"""Constants of both papers, each defined once with its source.
+
+Import these; never retype 50, 100, 110, 0.38, ... elsewhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LabNormalization:
+    """How raw Lab is scaled for networks (richzhang/colorization ``colorizers/base_color.py``).
+
+    L in [0, 100] enters as (L - l_center) / l_scale; the network's ab output is multiplied by ab_scale.
+    """
+
+    l_center: float = 50.0
+    l_scale: float = 100.0
+    ab_scale: float = 110.0
+
+
+LAB_NORMALIZATION = LabNormalization()
+
+# --- CIE Lab (sRGB primaries, D65 white, 2-degree observer), as scikit-image's rgb2lab/lab2rgb. ---
+D65_WHITE_XYZ = (0.95047, 1.0, 1.08883)
+XYZ_FROM_LINEAR_RGB = (
+    (0.412453, 0.357580, 0.180423),
+    (0.212671, 0.715160, 0.072169),
+    (0.019334, 0.119193, 0.950227),
+)
+
+# --- Zhang et al. 2016, Sec. 2.1-2.3 (and paper-facts.md for the released code). ---
+AB_GRID_STEP = 10.0  # ab plane quantized on a grid of 10
+SOFT_ENCODE_NEIGHBOURS = 5  # paper: 5 nearest bins (the authors' Caffe code used 10, issue #59)
+SOFT_ENCODE_SIGMA = 5.0  # Gaussian kernel of the soft targets, and of the prior smoothing (issue #47)
+PRIOR_UNIFORM_MIX = 0.5  # lambda of the rebalancing weights
+ANNEALED_MEAN_TEMPERATURE = 0.38  # T of the annealed mean
+COLOURLESS_AB_THRESHOLD = 5.0  # images whose max |ab| stays below this carry no colour ("non-grey mask")
+
+# --- Larsson et al. 2016, Sec. 3.1-3.3 (and gustavla/autocolorize). ---
+LARSSON_LAB_SIGMA = 25.0  # Lab axes binned at evenly spaced quantiles of N(0, 25^2)
+LARSSON_MARGINAL_BINS = 32  # K per axis for marginal Lab histograms
+LARSSON_JOINT_BINS = 16  # K x K grid for the joint Lab histogram
+LARSSON_HUE_CHROMA_BINS = 32  # uniform bins on [0, 1] for hue and for chroma
+LARSSON_HUE_WEIGHT = 5.0  # lambda_H: hue KL weighted by lambda_H * chroma
+LARSSON_CHROMATIC_FADING_ETA = 0.03  # chroma scaled by min(|z| / eta, 1)
+LARSSON_SAMPLED_PIXELS = 128  # hypercolumns sampled per training image
