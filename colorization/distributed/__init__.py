@@ -1,1 +1,1 @@
-"""distributed"""
+"""Thin Ray wrappers around the pure core; the only place in the package that imports Ray."""

@@ -1,1 +1,1 @@
-"""io"""
+"""File I/O around the pure core: image decoding, bin files."""

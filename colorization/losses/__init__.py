@@ -1,1 +1,1 @@
-"""losses"""
+"""Training losses of both papers (pure PyTorch)."""

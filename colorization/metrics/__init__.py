@@ -1,1 +1,1 @@
-"""metrics"""
+"""Evaluation metrics as mergeable accumulators (pure numpy/torch)."""
