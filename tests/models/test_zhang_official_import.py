@@ -1,0 +1,139 @@
+"""Importing the official Zhang et al. ECCV16 weights (pure function) from a synthesized release state dict.
+
+The release itself (128 MB) is not downloaded: a state dict with exactly the keys and shapes listed in
+shared/reference/zhang-eccv16-state-dict.txt, random values and ``model_out.weight = bins.T / 110`` (the real
+``pts_in_hull.npy``) stands in for it. The CLI path, files and the forward pass are in
+tests/cli/test_import_weights_cli.py.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from colorization.models.zhang_eccv16 import ZhangECCV16
+from colorization.models.zhang_official import OfficialWeightsError, zhang_from_official_state_dict
+
+SHARED_REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
+REFERENCE_STATE_DICT = SHARED_REFERENCE / "zhang-eccv16-state-dict.txt"
+BIN_CENTRES_KEY = "model_out.weight"
+RELEASE_AB_SCALE = 110.0  # the release's convention, stated in the reference file (independent of our constants)
+_LINE = re.compile(r"^(?P<key>\S+) \[(?P<shape>[\d, ]*)\]")
+
+
+def _reference_layout() -> dict[str, tuple[int, ...]]:
+    if not REFERENCE_STATE_DICT.is_file():
+        pytest.skip(f"reference state-dict listing not found at {REFERENCE_STATE_DICT}")
+    layout = {}
+    for line in REFERENCE_STATE_DICT.read_text().splitlines():
+        match = _LINE.match(line)
+        if match and not line.startswith("#"):
+            shape = match["shape"].strip()
+            layout[match["key"]] = tuple(int(size) for size in shape.split(",")) if shape else ()
+    return layout
+
+
+def _synthesize_release(bins: np.ndarray, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random tensors in the release's layout, scaled so a forward pass stays finite; model_out = bins.T / 110."""
+    generator = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, shape in _reference_layout().items():
+        if key == BIN_CENTRES_KEY:
+            value = torch.from_numpy(bins.T.astype(np.float32) / RELEASE_AB_SCALE).reshape(shape)
+        elif key.endswith("num_batches_tracked"):
+            value = torch.randint(0, 1000, shape, generator=generator)
+        elif key.endswith("running_var"):
+            value = torch.rand(shape, generator=generator) + 0.5
+        elif len(shape) == 4:  # conv weights: unit gain, so activations keep their scale through 20 layers
+            value = torch.randn(shape, generator=generator) / (torch.Size(shape).numel() / shape[0]) ** 0.5
+        else:
+            value = 0.1 * torch.randn(shape, generator=generator)
+        state[key] = value
+    return state
+
+
+@pytest.fixture(scope="module")
+def release_bins(zhang_bins_file: Path) -> np.ndarray:
+    return np.load(zhang_bins_file)
+
+
+@pytest.fixture(scope="module")
+def release(release_bins: np.ndarray) -> dict[str, torch.Tensor]:
+    return _synthesize_release(release_bins)
+
+
+def test_every_tensor_is_imported_bit_exactly(release: dict[str, torch.Tensor], release_bins: np.ndarray) -> None:
+    model = zhang_from_official_state_dict(release, release_bins)
+    assert isinstance(model, ZhangECCV16) and not model.training
+    state = model.state_dict()
+    assert set(state) == set(release) - {BIN_CENTRES_KEY}
+    for key, tensor in state.items():
+        assert tensor.dtype == release[key].dtype and torch.equal(tensor, release[key]), key
+    # The logits keep the file's bin order: logit q scores pts_in_hull[q].
+    assert model.config.ab_bins == tuple((float(a), float(b)) for a, b in release_bins.tolist())
+    assert model.config.width_multiplier == 1.0
+    assert model.config.temperature == pytest.approx(0.38)
+
+
+def test_temperature_is_the_callers_choice(release: dict[str, torch.Tensor], release_bins: np.ndarray) -> None:
+    assert zhang_from_official_state_dict(release, release_bins, temperature=1.0).config.temperature == 1.0
+
+
+def test_counters_may_be_absent(release: dict[str, torch.Tensor], release_bins: np.ndarray) -> None:
+    without = {key: value for key, value in release.items() if not key.endswith("num_batches_tracked")}
+    assert len(without) < len(release)
+    model = zhang_from_official_state_dict(without, release_bins)
+    assert torch.equal(model.state_dict()["model5.6.running_var"], release["model5.6.running_var"])
+    assert int(model.state_dict()["model1.4.num_batches_tracked"]) == 0
+
+
+def test_data_parallel_prefix_is_stripped(release: dict[str, torch.Tensor], release_bins: np.ndarray) -> None:
+    prefixed = {f"module.{key}": value for key, value in release.items()}
+    model = zhang_from_official_state_dict(prefixed, release_bins)
+    assert torch.equal(model.state_dict()["model8.0.weight"], release["model8.0.weight"])
+
+
+def test_wrong_shape_missing_and_unexpected_keys_are_all_named(
+    release: dict[str, torch.Tensor], release_bins: np.ndarray
+) -> None:
+    broken = dict(release)
+    broken["model4.2.weight"] = torch.zeros(512, 512, 1, 1)
+    del broken["model2.0.bias"]
+    broken["model9.0.weight"] = torch.zeros(1)
+    with pytest.raises(OfficialWeightsError) as caught:
+        zhang_from_official_state_dict(broken, release_bins)
+    message = str(caught.value)
+    assert "model4.2.weight [512, 512, 1, 1] (expected [512, 512, 3, 3])" in message
+    assert "missing keys: model2.0.bias" in message
+    assert "unexpected keys: model9.0.weight" in message
+
+
+def test_bins_in_another_order_are_refused(release: dict[str, torch.Tensor], release_bins: np.ndarray) -> None:
+    shuffled = release_bins[np.random.default_rng(0).permutation(len(release_bins))]
+    with pytest.raises(OfficialWeightsError, match="bin order"):
+        zhang_from_official_state_dict(release, shuffled)
+
+
+def test_bins_of_another_count_are_refused(release: dict[str, torch.Tensor], release_bins: np.ndarray) -> None:
+    with pytest.raises(OfficialWeightsError, match=f"predict {len(release_bins)} bins"):
+        zhang_from_official_state_dict(release, release_bins[:-1])
+
+
+def test_small_rounding_of_the_bin_centres_is_accepted(
+    release: dict[str, torch.Tensor], release_bins: np.ndarray
+) -> None:
+    nudged = dict(release)
+    nudged[BIN_CENTRES_KEY] = release[BIN_CENTRES_KEY] * (1 + 1e-5)
+    zhang_from_official_state_dict(nudged, release_bins)
+
+
+def test_non_finite_weights_are_refused(release: dict[str, torch.Tensor], release_bins: np.ndarray) -> None:
+    broken = dict(release)
+    broken["model3.2.bias"] = release["model3.2.bias"].clone()
+    broken["model3.2.bias"][7] = float("nan")
+    with pytest.raises(OfficialWeightsError, match=r"NaN.*model3\.2\.bias"):
+        zhang_from_official_state_dict(broken, release_bins)
