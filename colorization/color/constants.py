@@ -46,3 +46,17 @@ LARSSON_HUE_CHROMA_BINS = 32  # uniform bins on [0, 1] for hue and for chroma
 LARSSON_HUE_WEIGHT = 5.0  # lambda_H: hue KL weighted by lambda_H * chroma
 LARSSON_CHROMATIC_FADING_ETA = 0.03  # chroma scaled by min(|z| / eta, 1)
 LARSSON_SAMPLED_PIXELS = 128  # hypercolumns sampled per training image
+LARSSON_HYPERCOLUMN_UNITS = 1024  # Sec. 3.4: the hypercolumn feeds a fully connected layer of 1024 units
+LARSSON_GREY_OFFSET = 0.4488  # network input = grey in [0, 1] minus this (train_vgg16.prototxt "take_mean")
+LARSSON_DROPOUT = 0.5  # on fc6, fc7 and the hypercolumn layer (train_vgg16.prototxt)
+LARSSON_DENSE_STRIDE = 4  # dense inference builds hypercolumns on the 1/4 grid, then upsamples (paper-facts.md)
+# Solver of the released training (train/solver_vgg16.prototxt and train_vgg16.prototxt's lr_mult/decay_mult).
+LARSSON_SGD_LR = 1e-3
+LARSSON_SGD_MOMENTUM = 0.9
+LARSSON_WEIGHT_DECAY = 5e-4
+LARSSON_BIAS_LR_MULT = 2.0  # biases: lr_mult 2, decay_mult 0 (Caffe convention of the VGG prototxts)
+
+# --- torchvision's ImageNet VGG-16 (VGG16_Weights.IMAGENET1K_V1.transforms()): RGB x in [0, 1] enters as
+# (x - mean) / std per channel; the grey conv1_1 of Larsson's network is derived from it (models/larsson_vgg_init.py).
+TORCHVISION_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+TORCHVISION_IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -29,6 +29,7 @@ from colorization.color.constants import COLOURLESS_AB_THRESHOLD, SOFT_ENCODE_NE
 from colorization.color.lab import split_lab
 from colorization.losses.zhang_loss import cross_entropy_unweighted, rebalanced_cross_entropy
 from colorization.models.zhang_eccv16 import ZhangECCV16
+from colorization.training.unwrap import unwrap_model
 
 __all__ = [
     "ADAM_BETAS",
@@ -62,14 +63,6 @@ class ZhangLossTerms:
     loss: torch.Tensor
     loss_unweighted: torch.Tensor
     colourful_images: int
-
-
-def _unwrap(model: nn.Module) -> ZhangECCV16:
-    # DistributedDataParallel (Ray's prepare_model) hides the network, and its config, under .module.
-    core = getattr(model, "module", model)
-    if not isinstance(core, ZhangECCV16):
-        raise TypeError(f"expected a ZhangECCV16 (possibly wrapped in DDP); got {type(core).__name__}")
-    return core
 
 
 def subsample_ab_to_logits(ab: torch.Tensor, logits_size: tuple[int, int]) -> torch.Tensor:
@@ -114,7 +107,7 @@ def zhang_loss_terms(
     """
     if lab.ndim != 4 or lab.shape[1] != 3:
         raise ValueError(f"lab must have shape (N, 3, H, W); got {tuple(lab.shape)}")
-    core = _unwrap(model)
+    core = unwrap_model(model, ZhangECCV16)
     if class_weights is not None and class_weights.shape != (core.config.num_bins,):
         raise ValueError(
             f"class_weights must have shape ({core.config.num_bins},), one per bin; got {tuple(class_weights.shape)}"
