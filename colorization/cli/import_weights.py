@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from colorization.cli.main import CommandError
+from colorization.cli.errors import CommandError
 from colorization.color.constants import ANNEALED_MEAN_TEMPERATURE
 from colorization.io.ab_bins_file import load_ab_bins
 from colorization.models.checkpoint import save_checkpoint

@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from colorization.cli.errors import CommandError
+
 # command name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "metrics": ("colorization.cli.metrics", "score colorized images against ground truth (AuC, PSNR, colourfulness)"),
@@ -19,10 +21,6 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "preprocess": ("colorization.cli.preprocess", "Ray Data: image folders -> Lab Parquet shards"),
     "prior": ("colorization.cli.prior", "Ray Data: empirical ab prior and rebalancing weights from shards"),
 }
-
-
-class CommandError(Exception):
-    """A user-facing failure: printed as one clear message, never as a traceback."""
 
 
 def build_parser(command: str | None) -> argparse.ArgumentParser:

@@ -301,3 +301,37 @@ def test_soft_encode_real_photos(dev_image_paths, zhang_bins_file) -> None:
             # The nearest bin of a real colour lies within half a grid diagonal (both bin sets cover the gamut).
             nearest = bins[hard_encode_ab(ab, bins)].permute(0, 3, 1, 2)
             assert float((nearest - ab).norm(dim=1).max()) <= AB_GRID_STEP / np.sqrt(2) + 1e-3
+
+
+# The grid shortcut of hard_encode_ab (rounding to the grid of 10) must pick exactly the bin the exhaustive
+# search picks, ties and near-ties included.
+def _tie_heavy_ab(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """ab on grid midpoints, a hair either side of them, on grid points, at random, and far outside the gamut."""
+    rng = np.random.default_rng(seed)
+    cells = rng.integers(-14, 14, size=shape) * 10.0
+    offsets = rng.choice([5.0, -5.0, 5.0 + 1e-4, 5.0 - 1e-4, -5.0 + 1e-3, 0.0, 4.99], size=shape)
+    random_values = rng.uniform(-200, 200, size=shape)
+    values = np.where(rng.random(shape) < 0.7, cells + offsets, random_values)
+    return torch.from_numpy(values)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([torch.float32, torch.float64]))
+def test_hard_encode_grid_shortcut_equals_exhaustive_search(seed: int, dtype: torch.dtype) -> None:
+    true_ab = _tie_heavy_ab(seed, (2, 2, 9, 11)).to(dtype)
+    rng = np.random.default_rng(seed)
+    bin_sets = [
+        default_ab_bins(dtype=dtype),
+        default_ab_bins(grid_step=5.0, dtype=dtype),  # on the grid of 10 only partly: exhaustive search
+        torch.from_numpy(rng.uniform(-100, 100, size=(20, 2))).to(dtype),  # off-grid
+        default_ab_bins(dtype=dtype)[rng.permutation(len(default_ab_bins()))[:50]],  # grid bins with holes, in shuffled order
+    ]
+    for bins in bin_sets:
+        assert torch.equal(hard_encode_ab(true_ab, bins), nearest_ab_bins(true_ab, bins, neighbours=1)[1][:, 0])
+
+
+def test_hard_encode_grid_shortcut_equals_exhaustive_search_for_the_official_bins(zhang_bins_file) -> None:
+    bins = load_ab_bins(zhang_bins_file)
+    for seed in range(5):
+        true_ab = _tie_heavy_ab(seed, (2, 2, 16, 16)).to(bins.dtype)
+        assert torch.equal(hard_encode_ab(true_ab, bins), nearest_ab_bins(true_ab, bins, neighbours=1)[1][:, 0])
