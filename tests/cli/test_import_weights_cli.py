@@ -10,7 +10,6 @@ tensors, following the authors' ``colorizers/eccv16.py``.
 from __future__ import annotations
 
 import hashlib
-import re
 from pathlib import Path
 
 import numpy as np
@@ -21,46 +20,11 @@ import torch.nn.functional as F
 from colorization.cli.main import main
 from colorization.color.zhang_decode import mean_ab
 from colorization.models.checkpoint import load_checkpoint
+from tests.zhang_release import BIN_CENTRES_KEY, RELEASE_AB_SCALE, synthesize_release
 
-SHARED_REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
-REFERENCE_STATE_DICT = SHARED_REFERENCE / "zhang-eccv16-state-dict.txt"
-BIN_CENTRES_KEY = "model_out.weight"
 # The release's conventions, as the reference file states them (deliberately not our constants module).
-RELEASE_AB_SCALE = 110.0
 RELEASE_L_CENTER, RELEASE_L_SCALE = 50.0, 100.0
 BATCH_NORM_EPS = 1e-5  # nn.BatchNorm2d's default, which eccv16.py keeps
-_LINE = re.compile(r"^(?P<key>\S+) \[(?P<shape>[\d, ]*)\]")
-
-
-def _reference_layout() -> dict[str, tuple[int, ...]]:
-    if not REFERENCE_STATE_DICT.is_file():
-        pytest.skip(f"reference state-dict listing not found at {REFERENCE_STATE_DICT}")
-    layout = {}
-    for line in REFERENCE_STATE_DICT.read_text().splitlines():
-        match = _LINE.match(line)
-        if match and not line.startswith("#"):
-            shape = match["shape"].strip()
-            layout[match["key"]] = tuple(int(size) for size in shape.split(",")) if shape else ()
-    return layout
-
-
-def _synthesize_release(bins: np.ndarray, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random tensors in the release's layout, scaled so a forward pass stays finite; model_out = bins.T / 110."""
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, shape in _reference_layout().items():
-        if key == BIN_CENTRES_KEY:
-            value = torch.from_numpy(bins.T.astype(np.float32) / RELEASE_AB_SCALE).reshape(shape)
-        elif key.endswith("num_batches_tracked"):
-            value = torch.randint(0, 1000, shape, generator=generator)
-        elif key.endswith("running_var"):
-            value = torch.rand(shape, generator=generator) + 0.5
-        elif len(shape) == 4:  # conv weights: unit gain, so activations keep their scale through 20 layers
-            value = torch.randn(shape, generator=generator) / (torch.Size(shape).numel() / shape[0]) ** 0.5
-        else:
-            value = 0.1 * torch.randn(shape, generator=generator)
-        state[key] = value
-    return state
 
 
 def _release_logits(state: dict[str, torch.Tensor], l_normalized: torch.Tensor) -> torch.Tensor:
@@ -95,7 +59,7 @@ def release_bins(zhang_bins_file: Path) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def release(release_bins: np.ndarray) -> dict[str, torch.Tensor]:
-    return _synthesize_release(release_bins)
+    return synthesize_release(release_bins)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from colorization.color.ab_bins import default_ab_bins, hard_encode_ab
-from colorization.io.ab_bins_file import load_ab_bins
 from colorization.metrics.auc import (
     AUC_THRESHOLDS,
     NUM_ERROR_BUCKETS,

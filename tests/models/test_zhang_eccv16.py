@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -13,24 +12,9 @@ import torch
 from colorization.models.checkpoint import load_checkpoint, save_checkpoint
 from colorization.models.registry import build_model, create_model
 from colorization.models.zhang_eccv16 import ZhangConfig, ZhangECCV16
+from tests.zhang_release import BIN_CENTRES_KEY, reference_layout
 
-SHARED_REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
-REFERENCE_STATE_DICT = SHARED_REFERENCE / "zhang-eccv16-state-dict.txt"
 RELEASE_PARAMETERS = 32_236_011  # stated in the reference file's header (colorization_release_v2-9b330a0b.pth)
-BIN_CENTRES_KEY = "model_out.weight"  # the release's decoding conv, not a module of ours
-_LINE = re.compile(r"^(?P<key>\S+) \[(?P<shape>[\d, ]*)\]")
-
-
-def _reference_layout() -> dict[str, tuple[int, ...]]:
-    if not REFERENCE_STATE_DICT.is_file():
-        pytest.skip(f"reference state-dict listing not found at {REFERENCE_STATE_DICT}")
-    layout = {}
-    for line in REFERENCE_STATE_DICT.read_text().splitlines():
-        match = _LINE.match(line)
-        if match and not line.startswith("#"):
-            shape = match["shape"].strip()
-            layout[match["key"]] = tuple(int(size) for size in shape.split(",")) if shape else ()
-    return layout
 
 
 def _distinct_bins(count: int) -> tuple[tuple[float, float], ...]:
@@ -39,7 +23,7 @@ def _distinct_bins(count: int) -> tuple[tuple[float, float], ...]:
 
 
 def test_full_width_state_dict_matches_the_release_key_for_key() -> None:
-    reference = _reference_layout()
+    reference = reference_layout()
     num_bins = reference["model8.6.bias"][0]
     model = ZhangECCV16(ZhangConfig(ab_bins=_distinct_bins(num_bins)))
 
