@@ -6,7 +6,7 @@ smoothed empirical distribution of bins. This follows the framework-free ``Prior
 "non-grey mask" layer) of richzhang/colorization ``resources/caffe_traininglayers.py``.
 
 Counting is split from smoothing so a prior can be built in parallel: :func:`ab_bin_counts` of parts add up to
-the counts of the whole (``workflows/compute_color_prior.py`` sums them), then :func:`smooth_ab_prior` and
+the counts of the whole (``workflows/prior.py`` sums them), then :func:`smooth_ab_prior` and
 :func:`rebalance_weights` run once. Shapes: ab (N, 2, H, W) raw; bins (Q, 2); counts, prior, weights (Q,).
 """
 
@@ -74,8 +74,9 @@ def colourful_images(ab: torch.Tensor, threshold: float = COLOURLESS_AB_THRESHOL
         raise ValueError(f"ab must have shape (N, 2, H, W) of raw ab; got {tuple(ab.shape)}")
     if ab.shape[-1] * ab.shape[-2] == 0:
         return torch.zeros(ab.shape[0], dtype=torch.bool, device=ab.device)
-    chroma = torch.linalg.vector_norm(ab, dim=1)  # (N, H, W)
-    return chroma.flatten(1).amax(dim=1) >= threshold
+    # Compare squared chroma: linalg.vector_norm over dim 1 is ~25x slower on CPU and the sqrt adds nothing.
+    squared_chroma = ab[:, 0].square() + ab[:, 1].square()  # (N, H, W)
+    return squared_chroma.flatten(1).amax(dim=1) >= threshold * threshold
 
 
 def smooth_ab_prior(counts: torch.Tensor, bins: torch.Tensor, sigma: float = SOFT_ENCODE_SIGMA) -> torch.Tensor:
