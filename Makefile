@@ -17,3 +17,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	for f in tests/benchmarks/bench_*.py; do $(PYTHON) $$f || exit 1; done
+
+# The main job, local mode, on the embedded default (scikit-image's colour sample photos).
+.PHONY: run
+run: $(STAMP)
+	RAY_USAGE_STATS_ENABLED=0 $(PYTHON) workflows/local_pipeline.py
