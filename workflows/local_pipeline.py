@@ -19,6 +19,7 @@ if __package__ in (None, ""):  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from workflows import preprocess, prior  # noqa: E402
+from workflows.common import init_ray  # noqa: E402
 
 # The colour photographs bundled with scikit-image (no download): the project's embedded default input.
 SAMPLE_IMAGES = (
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
     images = write_sample_images(args.output / "images")
     shards, prior_dir = args.output / "shards", args.output / "prior"
-    started_ray = preprocess.init_ray(None, args.num_cpus)  # one Ray for both stages
+    started_ray = init_ray(None, args.num_cpus)  # one Ray for both stages
     try:
         code = preprocess.main([str(images), str(shards), "--size", str(args.size)])
         if code == 0:

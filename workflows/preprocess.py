@@ -18,7 +18,6 @@ Smoke test (scikit-image's bundled photos plus two broken files, < 1 minute)::
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
@@ -30,14 +29,11 @@ if __package__ in (None, ""):  # run as a script (as `ray job submit ... python 
 from colorization.io.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS  # noqa: E402
 from colorization.io.manifest import MANIFEST_NAME, OutputConflictError, PreprocessConfig, read_label_file  # noqa: E402
 from colorization.io.shards import DEFAULT_ROW_GROUP_SIZE  # noqa: E402
+from workflows.common import WorkflowError, init_ray, run_main  # noqa: E402
 
 DEFAULTS = PreprocessConfig(input_root="/")
 SMOKE_SIZE = 64
 _SMOKE_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "camera", "hubble_deep_field", "retina", "coins")
-
-
-class WorkflowError(Exception):
-    """A user-facing failure (bad input, conflicting output): printed as one line, exit status 2."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,22 +68,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--smoke-test", action="store_true", help="run on a few bundled sample images in a temp directory"
     )
-
-
-def init_ray(address: str | None, num_cpus: int | None) -> bool:
-    """Starts or joins Ray unless it is already up (tests); returns True when this call started it."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
-
-    if ray.is_initialized():
-        return False
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address)  # a cluster decides its own CPUs
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False  # progress lines come from the job itself
-    return True
 
 
 def write_smoke_images(directory: str | Path) -> Path:
@@ -196,16 +176,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except WorkflowError as error:
-        print(f"preprocess: error: {error}", file=sys.stderr)
-        return 2
+    return run_main("preprocess", __doc__.splitlines()[0], add_arguments, run, argv)
 
 
 if __name__ == "__main__":

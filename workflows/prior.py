@@ -41,7 +41,7 @@ from colorization.color.constants import (  # noqa: E402
     SOFT_ENCODE_SIGMA,
 )
 from colorization.io.manifest import MANIFEST_NAME, OutputConflictError, read_manifest, shard_files  # noqa: E402
-from workflows.preprocess import WorkflowError, init_ray  # noqa: E402
+from workflows.common import WorkflowError, init_ray, run_main  # noqa: E402
 
 EXPERIMENT = "colorization-prior"
 
@@ -218,16 +218,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except WorkflowError as error:
-        print(f"prior: error: {error}", file=sys.stderr)
-        return 2
+    return run_main("prior", __doc__.splitlines()[0], add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -10,26 +10,11 @@ from __future__ import annotations
 
 import argparse
 
-from colorization.cli.main import CommandError
+from colorization.cli.workflow_front import add_workflow_parser
 
 _DESCRIPTION = "Image folders -> Lab Parquet shards + manifest.json, with Ray Data (workflows/preprocess.py)."
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
-    """Registers ``colorization preprocess`` with the workflow's arguments."""
-    from workflows.preprocess import add_arguments
-
-    parser = subparsers.add_parser(name, help=help_text, description=_DESCRIPTION)
-    add_arguments(parser)
-    parser.set_defaults(func=run)
-    return parser
-
-
-def run(args: argparse.Namespace) -> int:
-    from workflows.preprocess import WorkflowError
-    from workflows.preprocess import run as run_workflow
-
-    try:
-        return run_workflow(args)
-    except WorkflowError as error:
-        raise CommandError(str(error)) from None
+    """Registers ``colorization preprocess`` with the arguments of ``workflows/preprocess.py``."""
+    return add_workflow_parser(subparsers, name, help_text, _DESCRIPTION, "preprocess")

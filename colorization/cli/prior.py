@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from colorization.cli.main import CommandError
+from colorization.cli.workflow_front import add_workflow_parser
 
 _DESCRIPTION = (
     "Empirical ab prior and rebalancing weights from Lab shards, with Ray Data and MLflow (workflows/prior.py)."
@@ -18,20 +18,5 @@ _DESCRIPTION = (
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
-    """Registers ``colorization prior`` with the workflow's arguments."""
-    from workflows.prior import add_arguments
-
-    parser = subparsers.add_parser(name, help=help_text, description=_DESCRIPTION)
-    add_arguments(parser)
-    parser.set_defaults(func=run)
-    return parser
-
-
-def run(args: argparse.Namespace) -> int:
-    from workflows.preprocess import WorkflowError
-    from workflows.prior import run as run_workflow
-
-    try:
-        return run_workflow(args)
-    except WorkflowError as error:
-        raise CommandError(str(error)) from None
+    """Registers ``colorization prior`` with the arguments of ``workflows/prior.py``."""
+    return add_workflow_parser(subparsers, name, help_text, _DESCRIPTION, "prior")
