@@ -144,3 +144,13 @@ def test_fit_ab_to_gamut_keeps_lightness_and_hue():
     assert ((ratio >= 0) & (ratio <= 1)).all()
     in_gamut = torch.zeros(1, 2, 4, 4)
     assert torch.equal(fit_ab_to_gamut(torch.full((1, 1, 4, 4), 50.0), in_gamut), in_gamut)
+
+
+def test_fit_ab_to_gamut_batched_equals_per_image():
+    torch.manual_seed(1)
+    lightness = torch.rand(2, 3, 1, 8, 8) * 100
+    ab = (torch.rand(2, 3, 2, 8, 8) - 0.5) * 300
+    batched = fit_ab_to_gamut(lightness, ab)
+    for i in range(2):
+        for j in range(3):
+            assert torch.equal(batched[i, j], fit_ab_to_gamut(lightness[i, j][None], ab[i, j][None])[0])

@@ -35,14 +35,21 @@ def fit_ab_to_gamut(lightness: torch.Tensor, ab: torch.Tensor, steps: int = GAMU
         (..., 2, H, W) ab; pixels already in gamut are returned unchanged.
     """
     lightness = lightness.clamp(0.0, 100.0)
-    inside = _in_gamut(lightness, ab)
+    inside = _in_gamut(lightness, ab)  # (..., 1, H, W)
     if bool(inside.all()):
         return ab
-    low = torch.zeros_like(lightness)  # a factor known to fit
-    high = torch.ones_like(lightness)  # a factor known not to fit (where outside)
+    # Search only the pixels that are out: gather them into a (1, C, M, 1) strip, bisect, scatter back.
+    outside = ~inside.expand_as(ab[..., :1, :, :]).squeeze(-3)  # (..., H, W)
+    ab_last = ab.movedim(-3, -1)  # (..., H, W, 2)
+    ab_out = ab_last[outside].T[None, :, :, None]  # (1, 2, M, 1)
+    lightness_out = lightness.movedim(-3, -1)[outside].T[None, :, :, None]  # (1, 1, M, 1)
+    low = torch.zeros_like(lightness_out)  # a factor known to fit
+    high = torch.ones_like(lightness_out)  # a factor known not to fit
     for _ in range(steps):
         middle = (low + high) / 2
-        fits = _in_gamut(lightness, ab * middle)
+        fits = _in_gamut(lightness_out, ab_out * middle)
         low = torch.where(fits, middle, low)
         high = torch.where(fits, high, middle)
-    return torch.where(inside, ab, ab * low)
+    fitted = ab_last.clone()
+    fitted[outside] = (ab_out * low)[0, :, :, 0].T
+    return fitted.movedim(-1, -3)
