@@ -188,6 +188,11 @@ class LarssonConfig:
         return sum(size for _, size in self.head_parts(head))
 
 
+def _channels_last(maps: torch.Tensor) -> torch.Tensor:
+    """Bilinear resampling of many-channel maps is ~9x faster on CPU in channels_last than in NCHW layout."""
+    return maps.contiguous(memory_format=torch.channels_last)
+
+
 def locations_to_grid(locations: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Pixel coordinates -> the normalized grid of ``F.grid_sample(..., align_corners=False)``.
 
@@ -431,16 +436,23 @@ class LarssonHypercolumn(nn.Module):
         out_size = (grey.shape[-2] // stride, grey.shape[-1] // stride)
         weight = self.hypercolumn_fc.weight  # (units, hypercolumn_channels)
         pre_activation = self.hypercolumn_fc.bias.view(1, -1, 1, 1)
+        # Terms of layers on one coarse grid are summed there and upsampled once: upsampling 1024-unit maps is the
+        # dominant cost on a CPU, and it is linear, so upsample(a) + upsample(b) = upsample(a + b).
+        coarse_sums: dict[int, torch.Tensor] = {}
         for index, (tap, columns) in enumerate(zip(taps, self._tap_slices())):
             layer_weight = (weight[:, columns] * self.hypercolumn_scales[index]).unsqueeze(-1).unsqueeze(-1)
-            if self.tap_strides[index] < stride:  # finer than the output grid: resample C_l channels first
-                tap = F.interpolate(tap, size=out_size, mode="bilinear", align_corners=False)
+            tap_stride = self.tap_strides[index]
+            if tap_stride < stride:  # finer than the output grid: resample C_l channels first
+                tap = F.interpolate(_channels_last(tap), size=out_size, mode="bilinear", align_corners=False)
+                pre_activation = pre_activation + F.conv2d(tap, layer_weight)
+            elif tap_stride == stride:
+                pre_activation = pre_activation + F.conv2d(tap, layer_weight)
+            else:  # coarser: 1x1 convolution on the layer's own grid, summed with its grid-mates
                 term = F.conv2d(tap, layer_weight)
-            else:  # coarser (or equal): 1x1 convolution on the layer's own grid, then upsample the units
-                term = F.conv2d(tap, layer_weight)
-                if term.shape[-2:] != out_size:
-                    term = F.interpolate(term, size=out_size, mode="bilinear", align_corners=False)
-            pre_activation = pre_activation + term
+                coarse_sums[tap_stride] = term if tap_stride not in coarse_sums else coarse_sums[tap_stride] + term
+        for term in coarse_sums.values():
+            upsampled = F.interpolate(_channels_last(term), size=out_size, mode="bilinear", align_corners=False)
+            pre_activation = pre_activation + upsampled
         hidden = self.hypercolumn_dropout(F.relu(pre_activation))  # (N, units, h, w)
         return {
             name: F.conv2d(hidden, head.weight.unsqueeze(-1).unsqueeze(-1), head.bias)
