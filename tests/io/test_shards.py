@@ -39,6 +39,8 @@ from colorization.io.shards import (
     L_MAX_QUANTIZATION_ERROR,
     LabShardDataset,
     SourceFile,
+    _most_chromatic_ab,
+    _rgb8_codes,
     build_shard,
     colourless_images,
     dequantize_ab,
@@ -125,6 +127,28 @@ def test_colourless_flag_equals_the_core_on_every_pixel(seed: int, spread: int) 
     ab = rng.integers(-spread, spread, (8, 2, 5, 7)).astype(np.int8)  # chromas straddling the threshold of 5
     expected = (~colourful_images(dequantize_ab(ab))).numpy()
     np.testing.assert_array_equal(colourless_images(ab), expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 130))
+def test_shard_builders_most_chromatic_pixel_gives_the_same_flag(seed: int, spread: int) -> None:
+    """build_shard decides the flag from the packed table values of each image: same answer as colourless_images."""
+    rng = np.random.default_rng(seed)
+    ab = rng.integers(max(-spread, -128), min(spread, 128), (6, 2, 5, 7)).astype(np.int8)
+    packed = (ab[:, 0].view(np.uint8).astype(np.uint32) << 8) | (ab[:, 1].view(np.uint8).astype(np.uint32) << 16)
+    pixels = np.array([_most_chromatic_ab(image) for image in packed], dtype=np.int8)
+    flags = (~colourful_images(dequantize_ab(pixels)[:, :, None, None])).numpy()
+    np.testing.assert_array_equal(flags, colourless_images(ab))
+
+
+def test_pil_image_codes_equal_the_array_codes(dev_image_paths: list[Path]) -> None:
+    """The table is indexed straight from PIL's RGBX bytes; an (H, W, 3) array gives the same codes."""
+    image = decode_image(dev_image_paths[3].read_bytes(), draft_size=64).rgb
+    rgb = np.asarray(image)
+    channels = rgb.astype(np.uint32)
+    expected = channels[..., 0] | (channels[..., 1] << 8) | (channels[..., 2] << 16)
+    np.testing.assert_array_equal(_rgb8_codes(image), expected)
+    np.testing.assert_array_equal(_rgb8_codes(rgb), expected)
 
 
 def test_colourless_flag_uses_the_core_threshold() -> None:
