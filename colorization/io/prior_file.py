@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from colorization.color.constants import LAB_NORMALIZATION
 from colorization.color.lab import lab_to_rgb
 
 __all__ = ["DEFAULT_STEM", "prior_paths", "save_ab_prior", "load_ab_prior", "render_prior_png"]
@@ -125,7 +126,7 @@ def render_prior_png(prior: np.ndarray, bins: np.ndarray, path: str | Path) -> P
     heat[cell_row[positive], cell_column[positive]] = _viridis(scaled[positive])
 
     colours = np.zeros_like(heat) + np.array(_EMPTY, dtype=np.uint8)
-    lab = torch.tensor(np.stack([np.full(len(bins), 50.0), bins[:, 0], bins[:, 1]]), dtype=torch.float64)[:, None, :]
+    lab = torch.tensor(np.stack([np.full(len(bins), LAB_NORMALIZATION.l_center), bins[:, 0], bins[:, 1]]), dtype=torch.float64)[:, None, :]
     rgb = (lab_to_rgb(lab)[:, 0, :].T.numpy() * 255).round().astype(np.uint8)
     colours[cell_row, cell_column] = rgb
 
