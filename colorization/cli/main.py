@@ -13,6 +13,8 @@ import sys
 
 from colorization.cli.errors import CommandError
 
+_DESCRIPTION = "Automatic image colorization (Zhang et al. and Larsson et al., ECCV 2016) on Ray and MLflow."
+
 # command name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "metrics": ("colorization.cli.metrics", "score colorized images against ground truth (AuC, PSNR, colourfulness)"),
@@ -24,7 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser(command: str | None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="colorization", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="colorization", description=_DESCRIPTION)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name, (module_name, help_text) in SUBCOMMANDS.items():
