@@ -81,7 +81,8 @@ _VGG_BLOCKS: tuple[tuple[tuple[str, int], ...], ...] = (
 )
 _FC_CHANNELS = 4096  # fc6 and fc7 at width 1
 _FC6_KERNEL = 7  # fc6 reads a 7x7 window of pool5 (VGG's 7x7x512 -> 4096 layer, made convolutional)
-_INPUT_MULTIPLE = 32  # five 2x2 pools: H and W must divide exactly, or the layer grids lose alignment
+_POOLED_MULTIPLE = 32  # five 2x2 pools: the VGG runs on inputs padded to a multiple of this, so layer grids align
+_INPUT_MULTIPLE = 8  # what callers must give (as for Zhang's network); the padding to 32 happens inside
 _HYPERCOLUMN_FC_INIT_STD = 1e-4  # gaussian std of the hypercolumn layer (train_vgg16.prototxt, colorize_fc1)
 
 # Every tapped layer, in hypercolumn order, with its stride relative to the input.
@@ -121,7 +122,7 @@ class LarssonConfig:
     heads: tuple[str, ...] = ("hue_chroma",)
     # Hypercolumns sampled per training image (Sec. 3.4).
     sampled_pixels: int = LARSSON_SAMPLED_PIXELS
-    # Side of the square working resolution of inference; a multiple of 32 (five 2x2 pools).
+    # Side of the square working resolution of inference; a multiple of 8 (padded to 32 inside the network).
     input_size: int = 256
     # Dense inference builds hypercolumns on the 1/dense_stride grid (1/4 in the release; paper-facts.md).
     dense_stride: int = LARSSON_DENSE_STRIDE
@@ -156,16 +157,21 @@ class LarssonConfig:
                 raise TypeError(f"{name} must be an int; got {value!r}")
             if value < 1:
                 raise ValueError(f"{name} must be >= 1; got {value}")
-        if self.input_size % _INPUT_MULTIPLE:
-            raise ValueError(f"input_size must be a multiple of {_INPUT_MULTIPLE}; got {self.input_size}")
-        if _INPUT_MULTIPLE % self.dense_stride:
-            raise ValueError(f"dense_stride must divide {_INPUT_MULTIPLE} (1, 2, 4, ...); got {self.dense_stride}")
+        if _POOLED_MULTIPLE % self.dense_stride:
+            raise ValueError(f"dense_stride must divide {_POOLED_MULTIPLE} (1, 2, 4, ...); got {self.dense_stride}")
+        if self.input_size % self.size_multiple:
+            raise ValueError(f"input_size must be a multiple of {self.size_multiple}; got {self.input_size}")
         if not math.isfinite(self.grey_offset):
             raise ValueError(f"grey_offset must be finite; got {self.grey_offset}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1); got {self.dropout}")
         if not (math.isfinite(self.lab_sigma) and self.lab_sigma > 0):
             raise ValueError(f"lab_sigma must be a positive number; got {self.lab_sigma}")
+
+    @property
+    def size_multiple(self) -> int:
+        """Inputs' H and W must be multiples of this: 8, or the dense stride when that is coarser."""
+        return max(_INPUT_MULTIPLE, self.dense_stride)
 
     def channels(self, base: int) -> int:
         """Width of a layer that has ``base`` channels in the paper's network."""
@@ -287,7 +293,9 @@ class LarssonHypercolumn(nn.Module):
     Parameter names follow the VGG-16 layer names (``conv1_1`` .. ``conv5_3``, ``fc6``, ``fc7``) so the
     torchvision mapping in ``models/larsson_vgg_init.py`` is a plain table; then ``hypercolumn_fc``
     (Linear, hypercolumn -> units; its input columns follow :data:`TAPPED_LAYERS` order) and
-    ``heads[name]`` (Linear, units -> K). H and W must be multiples of 32.
+    ``heads[name]`` (Linear, units -> K). H and W must be multiples of 8: the VGG sees the input replicate-padded
+    on the right and bottom to a multiple of 32 (five 2x2 pools keep every layer grid aligned with the pixels),
+    and the outputs are read on the original image only.
     """
 
     family = "larsson_hypercolumn"
@@ -359,21 +367,29 @@ class LarssonHypercolumn(nn.Module):
         if grey.ndim != 4 or grey.shape[1] != 1:
             raise ValueError(f"expected grey of shape (N, 1, H, W); got {tuple(grey.shape)}")
         height, width = grey.shape[-2:]
-        if height % _INPUT_MULTIPLE or width % _INPUT_MULTIPLE:
-            raise ValueError(
-                f"grey height and width must be multiples of {_INPUT_MULTIPLE} (five 2x2 pools); "
-                f"got {height}x{width}: resize or pad first"
-            )
+        multiple = self.config.size_multiple
+        if height % multiple or width % multiple:
+            raise ValueError(f"grey height and width must be multiples of {multiple}; got {height}x{width}: resize first")
+
+    @staticmethod
+    def _pad_for_pools(grey: torch.Tensor) -> torch.Tensor:
+        """Replicate-pads (N, 1, H, W) on the right and bottom to multiples of 32; pixel (x, y) stays put."""
+        height, width = grey.shape[-2:]
+        pad_bottom, pad_right = -height % _POOLED_MULTIPLE, -width % _POOLED_MULTIPLE
+        if not (pad_bottom or pad_right):
+            return grey
+        return F.pad(grey, (0, pad_right, 0, pad_bottom), mode="replicate")
 
     def forward_features(self, grey: torch.Tensor) -> list[torch.Tensor]:
         """Grey (N, 1, H, W) in [0, 1] -> the 16 tapped layers, unscaled, in :data:`TAPPED_LAYERS` order.
 
         Returns:
-            Layer l of shape (N, tap_channels[l], H / tap_strides[l], W / tap_strides[l]); ``data`` is
-            grey - grey_offset, the others are after ReLU (and dropout for fc6, fc7).
+            Layer l of shape (N, tap_channels[l], H' / tap_strides[l], W' / tap_strides[l]) where H', W' are H, W
+            padded up to multiples of 32; ``data`` is grey - grey_offset, the others are after ReLU (and dropout
+            for fc6, fc7).
         """
         self._check_grey(grey)
-        features = grey - self.config.grey_offset
+        features = self._pad_for_pools(grey) - self.config.grey_offset
         taps = [features]
         for block_index, block in enumerate(_VGG_BLOCKS):
             if block_index:
@@ -396,7 +412,7 @@ class LarssonHypercolumn(nn.Module):
         """Hypercolumns at P locations per image -> per-head outputs (the training path, Sec. 3.4).
 
         Args:
-            grey: (N, 1, H, W) grey in [0, 1] (``larsson_grey``); H, W multiples of 32.
+            grey: (N, 1, H, W) grey in [0, 1] (``larsson_grey``); H, W multiples of ``config.size_multiple`` (8).
             locations: (N, P, 2) pixel coordinates (x, y) with pixel centres at integers (module docstring).
 
         Returns:
@@ -404,7 +420,7 @@ class LarssonHypercolumn(nn.Module):
         """
         taps = self.forward_features(grey)
         locations = locations.to(device=grey.device, dtype=grey.dtype)
-        grid = locations_to_grid(locations, *grey.shape[-2:])  # (N, P, 1, 2)
+        grid = locations_to_grid(locations, *taps[0].shape[-2:])  # (N, P, 1, 2) on the padded image
         columns = [
             F.grid_sample(tap, grid, mode="bilinear", padding_mode="border", align_corners=False).squeeze(-1)
             * self.hypercolumn_scales[index]
@@ -426,14 +442,15 @@ class LarssonHypercolumn(nn.Module):
         :func:`dense_grid_locations` (i, j) up to float rounding.
 
         Args:
-            grey: (N, 1, H, W) grey in [0, 1]; H, W multiples of 32.
+            grey: (N, 1, H, W) grey in [0, 1]; H, W multiples of ``config.size_multiple`` (8).
 
         Returns:
             {head: (N, K, H / dense_stride, W / dense_stride)}.
         """
         taps = self.forward_features(grey)
         stride = self.config.dense_stride
-        out_size = (grey.shape[-2] // stride, grey.shape[-1] // stride)
+        out_size = (taps[0].shape[-2] // stride, taps[0].shape[-1] // stride)  # the padded image's grid
+        crop_height, crop_width = grey.shape[-2] // stride, grey.shape[-1] // stride
         weight = self.hypercolumn_fc.weight  # (units, hypercolumn_channels)
         pre_activation = self.hypercolumn_fc.bias.view(1, -1, 1, 1)
         # Terms of layers on one coarse grid are summed there and upsampled once: upsampling 1024-unit maps is the
@@ -453,6 +470,7 @@ class LarssonHypercolumn(nn.Module):
         for term in coarse_sums.values():
             upsampled = F.interpolate(_channels_last(term), size=out_size, mode="bilinear", align_corners=False)
             pre_activation = pre_activation + upsampled
+        pre_activation = pre_activation[..., :crop_height, :crop_width]  # drop the padding's cells
         hidden = self.hypercolumn_dropout(F.relu(pre_activation))  # (N, units, h, w)
         return {
             name: F.conv2d(hidden, head.weight.unsqueeze(-1).unsqueeze(-1), head.bias)
@@ -466,7 +484,7 @@ class LarssonHypercolumn(nn.Module):
         as DDP see the call.
 
         Args:
-            grey: (N, 1, H, W) grey in [0, 1]; H, W multiples of 32.
+            grey: (N, 1, H, W) grey in [0, 1]; H, W multiples of ``config.size_multiple`` (8).
             locations: None, or (N, P, 2) pixel coordinates (x, y) for :meth:`forward_sampled`.
 
         Returns:

@@ -91,7 +91,7 @@ def larsson_loss_terms(
     Args:
         model: a :class:`LarssonHypercolumn`, possibly wrapped (DDP, MixedPrecision); its config names the heads
             and bins.
-        lab: (N, 3, H, W) raw Lab (L in [0, 100]); H and W multiples of 32.
+        lab: (N, 3, H, W) raw Lab (L in [0, 100]); H and W multiples of 8.
         generator: draws the sampled pixels (on the CPU); None uses the global generator.
         hue_weight: lambda_H of the hue/chroma loss.
 
@@ -159,7 +159,7 @@ def larsson_train_step(
     Args:
         model: a :class:`LarssonHypercolumn`, possibly wrapped (DDP, MixedPrecision).
         optimizer: over ``model``'s parameters (e.g. :func:`default_larsson_optimizer`).
-        lab: (N, 3, H, W) raw Lab, H and W multiples of 32.
+        lab: (N, 3, H, W) raw Lab, H and W multiples of 8.
         generator: draws the sampled pixels; None uses the global generator.
         hue_weight: lambda_H of the hue/chroma loss.
 

@@ -103,8 +103,8 @@ def test_forward_shapes_and_input_checks() -> None:
     }
     assert set(model.split_head("hue_chroma", sampled["hue_chroma"])) == {"hue", "chroma"}
     assert model.split_head("lab_marginal", sampled["lab_marginal"])["b"].shape == (2, 32, 5)
-    with pytest.raises(ValueError, match="multiples of 32"):
-        model(random_grey(1, 48, 64))
+    with pytest.raises(ValueError, match="multiples of 8"):
+        model(random_grey(1, 44, 64))
     with pytest.raises(ValueError, match=r"\(N, 1, H, W\)"):
         model(torch.rand(1, 3, 64, 64))
 
@@ -315,3 +315,18 @@ def test_config_defaults_follow_the_paper() -> None:
     assert config.head_outputs("lab_joint") == 16 * 16
     assert config.head_outputs("hue_chroma") == 2 * 32
     assert config.head_outputs("l2") == 2
+
+
+def test_inputs_not_multiple_of_32_are_replicate_padded_inside() -> None:
+    """A 48x72 input gives exactly the padded 64x96 input's outputs on its own cells (dense and sampled)."""
+    model = small_model()
+    grey = random_grey(2, 48, 72)
+    padded = torch.nn.functional.pad(grey, (0, 24, 0, 16), mode="replicate")
+    with torch.no_grad():
+        dense, dense_padded = model(grey), model(padded)
+        locations = sample_pixel_locations(2, 48, 72, 7, torch.Generator().manual_seed(1))
+        sampled, sampled_padded = model(grey, locations), model(padded, locations)
+    for head in model.config.heads:
+        assert dense[head].shape[-2:] == (12, 18)
+        torch.testing.assert_close(dense[head], dense_padded[head][..., :12, :18], rtol=0, atol=1e-6)
+        torch.testing.assert_close(sampled[head], sampled_padded[head], rtol=0, atol=1e-6)
