@@ -61,12 +61,13 @@ class DecodeOptions:
 
 
 def _resize(image: torch.Tensor, size: tuple[int, int], *, mode: str) -> torch.Tensor:
-    """(N, C, H, W) -> (N, C, *size); antialiased when shrinking."""
+    """(N, C, H, W) -> (N, C, *size); antialiased when shrinking (the antialiased kernels are slower upsampling)."""
     if tuple(image.shape[-2:]) == tuple(size):
         return image
     if mode == "area":
         return F.interpolate(image, size=size, mode=mode)
-    return F.interpolate(image, size=size, mode=mode, align_corners=False, antialias=True)
+    shrinking = size[0] < image.shape[-2] or size[1] < image.shape[-1]
+    return F.interpolate(image, size=size, mode=mode, align_corners=False, antialias=shrinking)
 
 
 class Colorizer:
