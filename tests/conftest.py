@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -29,3 +31,17 @@ def zhang_bins_file() -> Path:
     if not ZHANG_BINS_FILE.is_file():
         pytest.skip(f"Zhang et al.'s reference bins not found at {ZHANG_BINS_FILE} (../shared is absent)")
     return ZHANG_BINS_FILE
+
+
+@pytest.fixture(scope="module")
+def release_bins(zhang_bins_file: Path) -> np.ndarray:
+    """The official bin centres (313, 2) in the released order."""
+    return np.load(zhang_bins_file)
+
+
+@pytest.fixture(scope="module")
+def release(release_bins: np.ndarray) -> dict[str, torch.Tensor]:
+    """A synthesized state dict in the layout of Zhang et al.'s released weights (tests/zhang_release.py)."""
+    from tests.zhang_release import synthesize_release
+
+    return synthesize_release(release_bins)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from colorization.cli.main import main
 from colorization.color.zhang_decode import mean_ab
 from colorization.models.checkpoint import load_checkpoint
-from tests.zhang_release import BIN_CENTRES_KEY, RELEASE_AB_SCALE, synthesize_release
+from tests.zhang_release import BIN_CENTRES_KEY, RELEASE_AB_SCALE
 
 # The release's conventions, as the reference file states them (deliberately not our constants module).
 RELEASE_L_CENTER, RELEASE_L_SCALE = 50.0, 100.0
@@ -50,16 +50,6 @@ def _release_logits(state: dict[str, torch.Tensor], l_normalized: torch.Tensor) 
     x = F.relu(F.conv2d(x, state["model8.2.weight"], state["model8.2.bias"], padding=1))
     x = F.relu(F.conv2d(x, state["model8.4.weight"], state["model8.4.bias"], padding=1))
     return F.conv2d(x, state["model8.6.weight"], state["model8.6.bias"])
-
-
-@pytest.fixture(scope="module")
-def release_bins(zhang_bins_file: Path) -> np.ndarray:
-    return np.load(zhang_bins_file)
-
-
-@pytest.fixture(scope="module")
-def release(release_bins: np.ndarray) -> dict[str, torch.Tensor]:
-    return synthesize_release(release_bins)
 
 
 @pytest.fixture(scope="module")

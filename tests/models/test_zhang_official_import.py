@@ -8,7 +8,6 @@ tests/cli/test_import_weights_cli.py.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,18 +15,7 @@ import torch
 
 from colorization.models.zhang_eccv16 import ZhangECCV16
 from colorization.models.zhang_official import OfficialWeightsError, zhang_from_official_state_dict
-from tests.zhang_release import BIN_CENTRES_KEY, synthesize_release
-
-
-
-@pytest.fixture(scope="module")
-def release_bins(zhang_bins_file: Path) -> np.ndarray:
-    return np.load(zhang_bins_file)
-
-
-@pytest.fixture(scope="module")
-def release(release_bins: np.ndarray) -> dict[str, torch.Tensor]:
-    return synthesize_release(release_bins)
+from tests.zhang_release import BIN_CENTRES_KEY
 
 
 def test_every_tensor_is_imported_bit_exactly(release: dict[str, torch.Tensor], release_bins: np.ndarray) -> None:
