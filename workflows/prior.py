@@ -82,6 +82,20 @@ def _load_bins(spec: str):
         raise WorkflowError(f"--bins {spec}: {error}") from None
 
 
+def _split_shards(shards_dir: Path, split: str) -> tuple[dict, list[Path]]:
+    """The manifest and the shard files of ``split``; WorkflowError when there are none."""
+    try:
+        manifest = read_manifest(shards_dir)
+        files = shard_files(shards_dir, split, manifest)
+    except FileNotFoundError:
+        raise WorkflowError(f"{shards_dir} has no {MANIFEST_NAME}: run `colorization preprocess` first") from None
+    except OutputConflictError as error:
+        raise WorkflowError(str(error)) from None
+    if not files:
+        raise WorkflowError(f"{shards_dir} has no shards in split {split!r}")
+    return manifest, files
+
+
 def compute_prior(args: argparse.Namespace, shards_dir: Path, out: Path) -> dict:
     """Counts, smooths, writes and logs; returns a summary (paths, run id, figures)."""
     import mlflow
@@ -92,15 +106,7 @@ def compute_prior(args: argparse.Namespace, shards_dir: Path, out: Path) -> dict
     from colorization.io.prior_file import save_ab_prior
     from colorization.tracking import configure_tracking
 
-    try:
-        manifest = read_manifest(shards_dir)
-        files = shard_files(shards_dir, args.split, manifest)
-    except FileNotFoundError:
-        raise WorkflowError(f"{shards_dir} has no {MANIFEST_NAME}: run `colorization preprocess` first") from None
-    except OutputConflictError as error:
-        raise WorkflowError(str(error)) from None
-    if not files:
-        raise WorkflowError(f"{shards_dir} has no shards in split {args.split!r}")
+    manifest, files = _split_shards(shards_dir, args.split)
     bins, bins_source = _load_bins(args.bins)
 
     totals = ab_prior_counts(files, bins, method=args.method)
@@ -174,6 +180,11 @@ def compute_prior(args: argparse.Namespace, shards_dir: Path, out: Path) -> dict
 def run(args: argparse.Namespace) -> int:
     """Runs the job for parsed arguments; raises WorkflowError for user-facing problems."""
     temporary = None
+    if not args.smoke_test:  # bad arguments fail before Ray starts (seconds)
+        if not args.shards or not args.out:
+            raise WorkflowError("SHARDS and --out PRIOR are required (or use --smoke-test)")
+        _split_shards(Path(args.shards), args.split)
+        _load_bins(args.bins)
     started_ray = init_ray(args.address, args.num_cpus)
     try:
         if args.smoke_test:
@@ -192,8 +203,6 @@ def run(args: argparse.Namespace) -> int:
             if not args.tracking_uri:
                 args.tracking_uri = f"sqlite:///{temporary / 'mlflow.db'}"
         else:
-            if not args.shards or not args.out:
-                raise WorkflowError("SHARDS and --out PRIOR are required (or use --smoke-test)")
             shards_dir, out = Path(args.shards), Path(args.out)
         start = time.perf_counter()
         summary = compute_prior(args, shards_dir, out)
