@@ -16,8 +16,15 @@ CORE_MODULES = (
     "colorization.models",
     "colorization.losses",
     "colorization.metrics",
+    "colorization.inference",
 )
-CORE_PACKAGES = ("colorization.color", "colorization.models", "colorization.losses", "colorization.metrics")
+CORE_PACKAGES = (
+    "colorization.color",
+    "colorization.models",
+    "colorization.losses",
+    "colorization.metrics",
+    "colorization.training",
+)
 FORBIDDEN = ("ray", "mlflow")
 
 
