@@ -16,7 +16,7 @@ test: $(STAMP)
 	$(PYTHON) -m pytest -q
 
 bench: $(STAMP)
-	for f in tests/benchmarks/bench_*.py; do $(PYTHON) $$f || exit 1; done
+	for f in tests/benchmarks/bench_*.py; do RAY_USAGE_STATS_ENABLED=0 $(PYTHON) $$f || exit 1; done
 
 # The main job, local mode, on the embedded default (scikit-image's colour sample photos).
 .PHONY: run

@@ -39,7 +39,7 @@ def fit_ab_to_gamut(lightness: torch.Tensor, ab: torch.Tensor, steps: int = GAMU
     if bool(inside.all()):
         return ab
     # Search only the pixels that are out: gather them into a (1, C, M, 1) strip, bisect, scatter back.
-    outside = ~inside.expand_as(ab[..., :1, :, :]).squeeze(-3)  # (..., H, W)
+    outside = ~inside.squeeze(-3)  # (..., H, W)
     ab_last = ab.movedim(-3, -1)  # (..., H, W, 2)
     ab_out = ab_last[outside].T[None, :, :, None]  # (1, 2, M, 1)
     lightness_out = lightness.movedim(-3, -1)[outside].T[None, :, :, None]  # (1, 1, M, 1)

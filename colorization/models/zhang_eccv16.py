@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from colorization.color.ab_bins import default_ab_bins
+from colorization.color.ab_bins import default_ab_bins, validate_ab_bins
 from colorization.color.constants import AB_GRID_STEP, ANNEALED_MEAN_TEMPERATURE, LAB_NORMALIZATION
 from colorization.models.registry import register_family, register_model
 
@@ -79,12 +79,7 @@ class ZhangConfig:
         except (TypeError, ValueError):
             raise ValueError("ab_bins must be a sequence of (a, b) pairs of numbers") from None
         object.__setattr__(self, "ab_bins", bins)
-        if len(bins) < 2:
-            raise ValueError(f"ab_bins needs at least 2 bins to classify over; got {len(bins)}")
-        if not all(math.isfinite(value) for pair in bins for value in pair):
-            raise ValueError("ab_bins must be finite")
-        if len(set(bins)) != len(bins):
-            raise ValueError("ab_bins contains duplicate centres; each logit must score a distinct bin")
+        validate_ab_bins(torch.tensor(bins, dtype=torch.float64).reshape(-1, 2))  # count, finiteness, duplicates
         if not (math.isfinite(self.width_multiplier) and self.width_multiplier > 0):
             raise ValueError(f"width_multiplier must be a positive number; got {self.width_multiplier}")
         if isinstance(self.input_size, bool) or not isinstance(self.input_size, int):

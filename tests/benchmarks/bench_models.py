@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from colorization.color.lab import rgb_to_lab
+from colorization.color.hue_chroma import larsson_grey
+from colorization.color.lab import lab_to_rgb, rgb_to_lab
 from colorization.models.registry import create_model
 from colorization.training.larsson_step import default_larsson_optimizer, larsson_train_step
 from colorization.training.precision import MixedPrecision
@@ -78,11 +79,12 @@ def bench(name: str, size: int, batch: int, device: torch.device, precision: str
         else:
             larsson_train_step(wrapped, optimizer, lab, generator=generator)
 
-    grey_or_l = lab[:, :1] / 100.0
+    # Each network's own input: Zhang's normalized L, Larsson's grey = mean(R, G, B).
+    network_input = model.normalize_lightness(lab[:, :1]) if is_zhang else larsson_grey(lab_to_rgb(lab))
 
     @torch.no_grad()
     def forward() -> None:
-        wrapped(model.normalize_lightness(lab[:, :1]) if is_zhang else grey_or_l)
+        wrapped(network_input)
 
     model.train()
     step_flops = count_flops(train_step)
