@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -45,3 +46,22 @@ def release(release_bins: np.ndarray) -> dict[str, torch.Tensor]:
     from tests.zhang_release import synthesize_release
 
     return synthesize_release(release_bins)
+
+
+# One local Ray for the whole test session (start-up and shutdown cost 6-8 s: ray-mlflow-notes section 0).
+RAY_TEST_CPUS = int(os.environ.get("COLORIZATION_TEST_RAY_CPUS", "2"))
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """ray.init(num_cpus=RAY_TEST_CPUS) once; Ray Data progress bars off."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray = pytest.importorskip("ray")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=RAY_TEST_CPUS, include_dashboard=False, log_to_driver=False)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    yield ray
+    if started:
+        ray.shutdown()

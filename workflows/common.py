@@ -3,29 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 
+from colorization.distributed.runtime import init_ray  # noqa: F401  (re-exported for the workflows)
+from colorization.errors import UserError
 
-class WorkflowError(Exception):
-    """A user-facing failure (bad input, conflicting output): printed as one line, exit status 2."""
-
-
-def init_ray(address: str | None, num_cpus: int | None) -> bool:
-    """Starts or joins Ray unless it is already up (tests, a parent workflow); True when this call started it."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
-
-    if ray.is_initialized():
-        return False
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address)  # a cluster decides its own CPUs
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False  # progress lines come from the job itself
-    return True
+WorkflowError = UserError  # the workflows' name for the project-wide user-facing error
 
 
 def run_main(

@@ -1,5 +1,5 @@
-"""The one exception type that subcommands raise for user-facing failures."""
+"""Kept for the subcommands' imports: their user-facing error is the project-wide :class:`UserError`."""
 
+from colorization.errors import UserError
 
-class CommandError(Exception):
-    """A user-facing failure: printed as one clear message, never as a traceback."""
+CommandError = UserError

@@ -34,20 +34,13 @@ def register_model(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module
     return factory
 
 
-def _ensure_builtin_models_registered() -> None:
-    # Importing the model modules runs their @register_model decorators.
-    from colorization.models import larsson_hypercolumn, zhang_eccv16  # noqa: F401
-
-
 def list_models() -> list[str]:
     """Names of all registered variants, sorted."""
-    _ensure_builtin_models_registered()
     return sorted(_VARIANTS)
 
 
 def create_model(name: str, **overrides: Any) -> nn.Module:
     """Builds the variant ``name``; keyword overrides replace fields of its config."""
-    _ensure_builtin_models_registered()
     if name not in _VARIANTS:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(_VARIANTS))}")
     return _VARIANTS[name](**overrides)
@@ -55,7 +48,6 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
 
 def family_of(model: nn.Module) -> str:
     """The registered family name of a model instance."""
-    _ensure_builtin_models_registered()
     for name, (_, model_class) in _FAMILIES.items():
         if type(model) is model_class:
             return name
@@ -75,7 +67,6 @@ def _as_tuples(value: Any) -> Any:
 
 def build_model(family: str, config: dict[str, Any]) -> nn.Module:
     """Rebuilds a network of ``family`` from a config dict (as stored in a checkpoint)."""
-    _ensure_builtin_models_registered()
     if family not in _FAMILIES:
         raise KeyError(f"unknown model family {family!r}; known: {', '.join(sorted(_FAMILIES))}")
     config_class, model_class = _FAMILIES[family]

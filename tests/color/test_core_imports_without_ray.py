@@ -17,6 +17,8 @@ CORE_MODULES = (
     "colorization.losses",
     "colorization.metrics",
     "colorization.inference",
+    "colorization.families",
+    "colorization.errors",
 )
 CORE_PACKAGES = (
     "colorization.color",
@@ -24,6 +26,7 @@ CORE_PACKAGES = (
     "colorization.losses",
     "colorization.metrics",
     "colorization.training",
+    "colorization.families",
 )
 FORBIDDEN = ("ray", "mlflow")
 

@@ -1,5 +1,4 @@
-"""One local Ray for the whole test session (start-up and shutdown cost 6-8 s: ray-mlflow-notes section 0),
-and the shards built once from a mixed folder (real dev photos + the crafted zoo) for the Ray Data tests."""
+"""The shards built once from a mixed folder (real dev photos + the crafted zoo) for the Ray Data tests."""
 
 from __future__ import annotations
 
@@ -10,26 +9,10 @@ import pytest
 
 from tests.io.crafted import write_crafted_files
 
-RAY_TEST_CPUS = int(os.environ.get("COLORIZATION_TEST_RAY_CPUS", "2"))
 DEV_PHOTOS_IN_MIXED_FOLDER = 24
 GREY_DEV_PHOTO = "n02676566_acoustic_guitar.JPEG"  # one of the 9 single-channel dev photos
 MIXED_SIZE = 64  # crop side of the test shards: small, so the Ray tests stay fast
 MIXED_SHARD_MB = 6 * 3 * MIXED_SIZE**2 / 2**20  # 6 images per shard
-
-
-@pytest.fixture(scope="session")
-def ray_session():
-    """ray.init(num_cpus=2) once; Ray Data progress bars off."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray = pytest.importorskip("ray")
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=RAY_TEST_CPUS, include_dashboard=False, log_to_driver=False)
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False
-    yield ray
-    if started:
-        ray.shutdown()
 
 
 @pytest.fixture(scope="session")
