@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 
 from colorization.distributed.runtime import init_ray  # noqa: F401  (re-exported for the workflows)
-from colorization.errors import UserError
+from colorization.errors import DEBUG_FLAG, UserError, pop_debug_flag, run_reporting
 
 WorkflowError = UserError  # the workflows' name for the project-wide user-facing error
 
@@ -19,12 +19,14 @@ def run_main(
     run: Callable[[argparse.Namespace], int],
     argv: list[str] | None,
 ) -> int:
-    """Parses ``argv`` with the workflow's arguments and runs it; a WorkflowError becomes one line and exit 2."""
+    """Parses ``argv`` with the workflow's arguments and runs it, reporting failures as the CLI does.
+
+    A UserError becomes one line and exit 2, any other exception one line with a hint and exit 1; ``--debug``
+    shows the traceback instead (see :func:`colorization.errors.run_reporting`).
+    """
+    argv, debug = pop_debug_flag(list(sys.argv[1:] if argv is None else argv))
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(DEBUG_FLAG, action="store_true", help="show the full traceback of any failure")
     add_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except WorkflowError as error:
-        print(f"{name}: error: {error}", file=sys.stderr)
-        return 2
+    return run_reporting(name, lambda: run(args), debug=debug)

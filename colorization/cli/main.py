@@ -3,6 +3,10 @@
 Each subcommand lives in ``colorization/cli/<name>.py`` and exposes ``add_parser(subparsers)``, which registers
 its arguments and sets ``func`` (taking the parsed namespace, returning an exit code). Modules are imported only
 when their command runs, so ``colorization metrics`` never pays for importing Ray.
+
+Failures are reported by :func:`colorization.errors.run_reporting`: a UserError is one line
+``colorization <cmd>: error: <line>`` and exit 2; anything else one line with a hint and exit 1; the global
+``--debug`` flag (accepted anywhere) shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import argparse
 import importlib
 import sys
 
-from colorization.cli.errors import CommandError
+from colorization.errors import DEBUG_FLAG, pop_debug_flag, run_reporting
 
 _DESCRIPTION = "Automatic image colorization (Zhang et al. and Larsson et al., ECCV 2016) on Ray and MLflow."
 
@@ -26,7 +30,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser(command: str | None) -> argparse.ArgumentParser:
+    """The parser, with the full arguments of ``command`` only (other commands stay unimported)."""
     parser = argparse.ArgumentParser(prog="colorization", description=_DESCRIPTION)
+    parser.add_argument(DEBUG_FLAG, action="store_true", help="show the full traceback of any failure")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name, (module_name, help_text) in SUBCOMMANDS.items():
@@ -38,15 +44,16 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Runs one command; returns its exit status (0 ok, 1 bug, 2 user error or bad arguments)."""
+    argv, debug = pop_debug_flag(list(sys.argv[1:] if argv is None else argv))
     command = next((arg for arg in argv if not arg.startswith("-")), None)
+    prog = f"colorization {command}" if command in SUBCOMMANDS else "colorization"
     parser = build_parser(command if command in SUBCOMMANDS else None)
-    args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
-    except CommandError as error:
-        print(f"colorization {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # argparse already printed usage and its one error line (or the help)
+        return stop.code if isinstance(stop.code, int) else 0
+    return run_reporting(prog, lambda: args.func(args), debug=debug)
 
 
 if __name__ == "__main__":

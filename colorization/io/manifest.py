@@ -26,7 +26,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
@@ -34,6 +33,7 @@ from pathlib import Path
 
 from colorization import __version__
 from colorization.io.images import DEFAULT_MAX_PIXELS, list_image_files
+from colorization.io.safe_outputs import write_json_atomic  # re-exported: older callers import it from here
 from colorization.io.shards import (
     DEFAULT_COMPRESSION,
     DEFAULT_ROW_GROUP_SIZE,
@@ -251,14 +251,6 @@ def read_manifest(output_dir: str | Path) -> dict:
     path = Path(output_dir) / MANIFEST_NAME
     with path.open() as stream:
         return json.load(stream)
-
-
-def write_json_atomic(path: str | Path, record: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(record, indent=1, sort_keys=False) + "\n")
-    os.replace(temporary, path)
 
 
 def _config_differences(stored: dict, wanted: dict) -> list[str]:
