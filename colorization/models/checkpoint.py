@@ -2,6 +2,7 @@
 
 The metadata carries the model family and its full config, so ``load_checkpoint`` rebuilds the exact network
 (nanoGPT stores ``model_args`` the same way). Training state (optimizer, step) is saved separately by the trainer.
+Checkpoints are untrusted input: ``load_checkpoint`` validates everything before allocating (checkpoint_checks).
 """
 
 from __future__ import annotations
@@ -15,10 +16,17 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from colorization.models.registry import build_model, config_to_dict, family_of
+from colorization.io.safe_outputs import atomic_write
+from colorization.models.checkpoint_checks import (
+    METADATA_KEY,
+    SUPPORTED_FORMAT_VERSIONS,
+    CheckpointError,
+    check_finite,
+    inspect_checkpoint,
+)
+from colorization.models.registry import config_to_dict, family_of
 
-CHECKPOINT_FORMAT_VERSION = 1
-_METADATA_KEY = "colorization"
+CHECKPOINT_FORMAT_VERSION = SUPPORTED_FORMAT_VERSIONS[-1]  # what save_checkpoint writes
 
 
 def save_checkpoint(model: nn.Module, path: str | Path, *, extra: dict[str, Any] | None = None) -> Path:
@@ -26,14 +34,13 @@ def save_checkpoint(model: nn.Module, path: str | Path, *, extra: dict[str, Any]
 
     Args:
         model: a registered network (unwrap DDP first).
-        path: destination file; parent folders are created.
+        path: destination file, written atomically; parent folders are created.
         extra: JSON-serializable facts to keep with the weights (e.g. source, training step).
 
     Returns:
         The written path.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {
         "format_version": CHECKPOINT_FORMAT_VERSION,
         "family": family_of(model),
@@ -41,31 +48,38 @@ def save_checkpoint(model: nn.Module, path: str | Path, *, extra: dict[str, Any]
         "extra": extra or {},
     }
     tensors = {name: tensor.detach().contiguous().cpu() for name, tensor in model.state_dict().items()}
-    save_file(tensors, str(path), metadata={_METADATA_KEY: json.dumps(metadata)})
+    with atomic_write(path) as temporary:
+        save_file(tensors, str(temporary), metadata={METADATA_KEY: json.dumps(metadata)})
     return path
 
 
 def read_checkpoint_metadata(path: str | Path) -> dict[str, Any]:
-    """The JSON metadata of a checkpoint, without loading its tensors."""
-    from safetensors import safe_open
+    """The validated JSON metadata of a checkpoint, without loading its tensors or building its network.
 
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            raw = (handle.metadata() or {}).get(_METADATA_KEY)
-    except (SafetensorError, OSError) as error:
-        raise ValueError(f"{path} is not a readable safetensors checkpoint: {error}") from None
-    if raw is None:
-        raise ValueError(f"{path} is a safetensors file but not a colorization checkpoint (no metadata)")
-    return json.loads(raw)
+    Raises:
+        CheckpointError: (a UserError and a ValueError) the file fails any check of ``checkpoint_checks``.
+    """
+    return inspect_checkpoint(path).metadata
 
 
 def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuilds the network stored in ``path`` and loads its weights (strict).
+    """Rebuilds the network stored in ``path`` and loads its weights (strict), treating the file as untrusted.
+
+    Metadata, config bounds and tensor shapes are checked before the network is allocated, and the weights
+    must be finite (see :mod:`colorization.models.checkpoint_checks`).
 
     Returns:
-        (model in eval mode on ``device``, metadata dict with ``family``, ``config`` and ``extra``).
+        (model in eval mode on ``device``, metadata dict with ``format_version``, ``family``, ``config``, ``extra``).
+
+    Raises:
+        CheckpointError: (a UserError and a ValueError) one line naming the file and the reason.
     """
-    metadata = read_checkpoint_metadata(path)
-    model = build_model(metadata["family"], metadata["config"])
-    model.load_state_dict(load_file(str(path), device="cpu"), strict=True)
-    return model.to(device).eval(), metadata
+    checked = inspect_checkpoint(path)
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"checkpoint {path}: cannot read its tensors ({error})") from None
+    check_finite(path, tensors)
+    model = checked.model_class(checked.config)
+    model.load_state_dict(tensors, strict=True)
+    return model.to(device).eval(), checked.metadata

@@ -46,6 +46,16 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
     return _VARIANTS[name](**overrides)
 
 
+def family_classes(family: str) -> tuple[type, type[nn.Module]] | None:
+    """(config class, model class) of a registered family, or None (checkpoint validation reads them)."""
+    return _FAMILIES.get(family)
+
+
+def list_families() -> list[str]:
+    """Names of all registered families, sorted."""
+    return sorted(_FAMILIES)
+
+
 def family_of(model: nn.Module) -> str:
     """The registered family name of a model instance."""
     for name, (_, model_class) in _FAMILIES.items():

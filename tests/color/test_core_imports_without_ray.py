@@ -19,6 +19,7 @@ CORE_MODULES = (
     "colorization.inference",
     "colorization.families",
     "colorization.errors",
+    "colorization.io.safe_outputs",
 )
 CORE_PACKAGES = (
     "colorization.color",
