@@ -10,13 +10,26 @@ its artifacts in ``mlartifacts/`` next to the database file (not in whatever dir
 from __future__ import annotations
 
 import os
+import urllib.error
+import urllib.request
 from pathlib import Path
 
-__all__ = ["TRACKING_URI_ENV", "DEFAULT_DB_NAME", "resolve_tracking_uri", "configure_tracking"]
+from colorization.errors import UserError
+
+__all__ = [
+    "TRACKING_URI_ENV",
+    "DEFAULT_DB_NAME",
+    "resolve_tracking_uri",
+    "configure_tracking",
+    "check_tracking_store",
+]
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 DEFAULT_DB_NAME = "mlflow.db"
 _ARTIFACTS_DIR_NAME = "mlartifacts"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_GATEWAY_ERRORS = (502, 503, 504)
+CHECK_TIMEOUT_S = 5.0  # an unreachable server must fail in seconds, not after MLflow's ~4 minutes of retries
 
 
 def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
@@ -37,6 +50,55 @@ def _local_sqlite_path(tracking_uri: str) -> Path | None:
     if not location or location == ":memory:":
         return None
     return Path(location).resolve()  # "sqlite:////abs/x.db" leaves "/abs/x.db"; "sqlite:///x.db" is cwd-relative
+
+
+def check_tracking_store(tracking_uri: str | None = None, *, timeout_s: float = CHECK_TIMEOUT_S) -> str:
+    """Checks, before any work, that MLflow will be able to record there; returns the resolved URI.
+
+    * ``sqlite:///PATH``: the folder of PATH must be writable, and an existing PATH must be an SQLite file;
+    * ``http(s)://HOST``: the server must answer (its ``/health`` endpoint; any HTTP answer counts) within
+      ``timeout_s`` seconds;
+    * other schemes (e.g. ``postgresql://``, ``databricks``) are left to MLflow.
+
+    Args:
+        tracking_uri: as for :func:`resolve_tracking_uri`.
+        timeout_s: how long to wait for a tracking server.
+
+    Returns:
+        The tracking URI that was checked.
+
+    Raises:
+        UserError: the store cannot be written or reached, named with the reason.
+    """
+    uri = resolve_tracking_uri(tracking_uri)
+    database = _local_sqlite_path(uri)
+    if database is not None:
+        from colorization.io.safe_outputs import check_output_file
+
+        check_output_file(database, what="MLflow tracking store")
+        if database.exists() and database.stat().st_size:
+            with database.open("rb") as stream:
+                if stream.read(len(_SQLITE_MAGIC)) != _SQLITE_MAGIC:
+                    raise UserError(f"MLflow tracking store {database} exists and is not an SQLite database")
+    elif uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s):
+                pass
+        except urllib.error.HTTPError as error:
+            if error.code in _GATEWAY_ERRORS:  # a proxy answered for a server it could not reach
+                reason = f"HTTP {error.code}"
+            else:
+                reason = None  # the server answered (an older one without /health, or behind authentication)
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            reason = getattr(error, "reason", error)
+        else:
+            reason = None
+        if reason is not None:
+            raise UserError(
+                f"MLflow tracking server {uri} is not reachable ({reason}); start it, or choose another store with "
+                f"--tracking-uri or ${TRACKING_URI_ENV}"
+            ) from None
+    return uri
 
 
 def configure_tracking(experiment_name: str, tracking_uri: str | None = None) -> tuple[str, str]:

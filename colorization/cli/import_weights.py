@@ -2,7 +2,8 @@
 
 Supported: ``zhang-eccv16``, the PyTorch port of Zhang et al. (richzhang/colorization,
 ``colorization_release_v2-9b330a0b.pth``) together with its bin centres ``pts_in_hull.npy``. The conversion
-itself is ``colorization.models.zhang_official``; this module only reads files, hashes and writes.
+itself is ``colorization.models.zhang_official``; this module only reads files, hashes and writes. ``--out`` is
+checked first (a new ``.safetensors`` path, never WEIGHTS or the bins file) and written atomically.
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ import argparse
 import hashlib
 import math
 import pickle
+import warnings
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
 from colorization.cli.errors import CommandError
 from colorization.color.constants import ANNEALED_MEAN_TEMPERATURE
 from colorization.io.ab_bins_file import load_ab_bins
+from colorization.io.safe_outputs import check_output_file
 from colorization.models.checkpoint import save_checkpoint
 from colorization.models.zhang_official import zhang_from_official_state_dict
 
@@ -78,27 +82,51 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default format is a zip archive
+_PICKLE_PROTOCOL_2_PLUS = b"\x80"  # the legacy torch.save format is a bare pickle (protocol >= 2)
+
+
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The released state dict; any file that is not one gives one line (and never runs pickled code)."""
+    if path.is_dir():
+        raise CommandError(f"weights {path} is a folder, not a .pth file")
     if not path.is_file():
         raise CommandError(f"weights file not found: {path}")
+    with path.open("rb") as stream:
+        head = stream.read(4)
+    if not (head.startswith(_ZIP_MAGIC) or head.startswith(_PICKLE_PROTOCOL_2_PLUS)):
+        raise CommandError(f"weights {path}: not a PyTorch weights file (neither a zip archive nor a pickle)")
     try:
-        # weights_only: a .pth is a pickle, and an untrusted pickle must not run code.
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CommandError(f"cannot read {path} as a PyTorch state dict: {first_line}") from None
+        with warnings.catch_warnings():  # torch warns about pickle protocols on stderr: not the user's business
+            warnings.simplefilter("ignore")
+            # weights_only: a .pth is a pickle, and an untrusted pickle must not run code.
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "weights only load failed" in str(error).lower():
+            raise CommandError(
+                f"weights {path}: holds Python objects other than tensors; refused, since loading them could run code"
+            ) from None
+        raise CommandError(f"weights {path}: not a readable PyTorch weights file ({_first_line(error)})") from None
+    except Exception as error:  # noqa: BLE001 - a crafted file can make the unpickler fail in many ways
+        raise CommandError(f"weights {path}: not a readable PyTorch weights file ({_first_line(error)})") from None
     if not isinstance(loaded, dict) or not all(isinstance(key, str) for key in loaded):
         raise CommandError(f"{path} does not hold a state dict (a mapping of names to tensors)")
+    if not all(isinstance(value, torch.Tensor) for value in loaded.values()):
+        raise CommandError(f"{path} does not hold a state dict (some values are not tensors)")
     return loaded
 
 
+def _first_line(error: BaseException) -> str:
+    """``Type: first line`` of an exception, without PyTorch's advice to load untrusted files unsafely."""
+    lines = [line for line in str(error).strip().splitlines() if line.strip() and "weights_only" not in line]
+    return f"{type(error).__name__}: {lines[0][:160]}" if lines else type(error).__name__
+
+
 def _read_bins(path: Path) -> torch.Tensor:
-    if not path.is_file():
-        raise CommandError(f"bins file not found: {path}")
     try:
         return load_ab_bins(path)
     except (OSError, ValueError) as error:
-        raise CommandError(f"cannot read bins from {path}: {error}") from None
+        raise CommandError(f"--bins: {error}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -106,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
     if not (math.isfinite(args.temperature) and args.temperature > 0):
         raise CommandError(f"--temperature must be a positive number; got {args.temperature}")
     weights_path: Path = args.weights
+    check_output_file(args.out, inputs=[weights_path, args.bins], suffixes=(".safetensors",), what="--out")
     bins = _read_bins(args.bins)  # small: fail fast before reading 128 MB of weights
     state_dict = _read_state_dict(weights_path)
     try:
@@ -119,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
             args.out,
             extra={"source": _SOURCES[args.model], "weights_file": weights_path.name, "sha256": sha256},
         )
-    except OSError as error:
+    except (OSError, SafetensorError) as error:
         raise CommandError(f"cannot write {args.out}: {error}") from None
     print(
         f"wrote {out}: {args.model}, {model.config.num_bins} bins, temperature {args.temperature:g}, "

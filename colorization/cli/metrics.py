@@ -7,7 +7,9 @@ Pairing: a prediction and a ground truth belong together when their paths relati
 are equal without the extension, so ``pred/a/x.png`` scores against ``truth/a/x.JPEG``. Two files of one folder
 with the same path up to the extension (``x.png`` and ``x.jpg``) are ambiguous and refused. Every problem of the
 inputs (unpaired files on either side, ambiguous names, unreadable files, size mismatches) is collected and
-reported together, one line per file, with exit code 2; no scores are printed then.
+reported together on one line (the first 20, then a count), with exit code 2; no scores are printed then.
+``--json`` is checked before scoring (a ``.json`` path outside the inputs; an existing file there must be JSON)
+and written atomically.
 
 Sizes: a pair must have the same width and height unless ``--size N`` is given; then both are resized (shorter
 side to N, bicubic) and centre-cropped to N x N. Ground-truth images without colour (max |ab| < 5) are left out
@@ -31,6 +33,7 @@ from colorization.cli.errors import CommandError
 from colorization.color.ab_bins import default_ab_bins
 from colorization.io.ab_bins_file import load_ab_bins
 from colorization.io.images import ImageDecodeError, list_image_files, read_image, resize_shorter_side_and_center_crop
+from colorization.io.safe_outputs import check_output_file, write_text_atomic
 from colorization.metrics.report import ColorizationScores
 
 _TABLE_ROWS = (  # summary key, label, format
@@ -116,8 +119,13 @@ def pair_images(pred_root: Path, truth_root: Path) -> list[tuple[Path, Path]]:
     return [(pred_files[key][0], truth_files[key][0]) for key in sorted(truth_files)]
 
 
+_MAX_PROBLEMS_LISTED = 20  # the error stays one readable line; the count says how many there are
+
+
 def _problem_report(problems: list[str]) -> str:
-    return f"{len(problems)} problem(s) with the inputs:\n  " + "\n  ".join(problems)
+    listed = problems[:_MAX_PROBLEMS_LISTED]
+    more = f"; ... and {len(problems) - len(listed)} more" if len(problems) > len(listed) else ""
+    return f"{len(problems)} problem(s) with the inputs: " + "; ".join(listed) + more
 
 
 def _uint8_tensor(image: Image.Image) -> torch.Tensor:
@@ -174,7 +182,7 @@ def _load_bins(path: Path | None) -> tuple[torch.Tensor, str]:
     try:
         return load_ab_bins(path), str(path)
     except (OSError, ValueError, TypeError) as error:
-        raise CommandError(f"cannot load --bins {path}: {error}") from None
+        raise CommandError(f"--bins: {error}") from None
 
 
 def format_table(summary: dict[str, float | int]) -> str:
@@ -183,8 +191,21 @@ def format_table(summary: dict[str, float | int]) -> str:
     return "\n".join(f"{label:<{width}}  {form.format(summary[key]):>8}" for key, label, form in _TABLE_ROWS)
 
 
+def _check_json_output(path: Path, inputs: list[Path]) -> None:
+    """``--json`` must be a new or an existing JSON file outside the inputs: it never replaces anything else."""
+    check_output_file(path, inputs=inputs, suffixes=(".json",), what="--json")
+    if path.exists():
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            raise CommandError(f"--json {path} exists and is not a JSON file; refusing to replace it") from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Pairs, scores, prints the table and optionally writes JSON; returns the exit code."""
+    inputs = [path for path in (args.pred, args.truth, args.bins) if path is not None]
+    if args.json is not None:
+        _check_json_output(args.json, inputs)  # before any scoring: a bad path costs nothing
     bins, bins_source = _load_bins(args.bins)
     pairs = pair_images(args.pred, args.truth)
     scores = score_pairs(pairs, bins, args.size)
@@ -204,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
             **summary,
         }
         try:
-            args.json.write_text(json.dumps(record, indent=2) + "\n")
+            write_text_atomic(args.json, json.dumps(record, indent=2) + "\n")
         except OSError as error:
             raise CommandError(f"cannot write --json {args.json}: {error}") from None
     return 0

@@ -17,6 +17,9 @@ from colorization.color.ab_bins import validate_ab_bins
 
 __all__ = ["load_ab_bins"]
 
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK\x03\x04"
+
 
 def load_ab_bins(path: str | PathLike[str]) -> torch.Tensor:
     """Loads and validates a (Q, 2) array of raw (a, b) bin centres.
@@ -29,19 +32,26 @@ def load_ab_bins(path: str | PathLike[str]) -> torch.Tensor:
 
     Raises:
         FileNotFoundError: no file at path.
-        ValueError: not a plain .npy array, or not a valid bin set (shape, finiteness, duplicates).
+        ValueError: a folder, not a .npy file (e.g. text), an archive, pickled objects, truncated, or not a valid
+            bin set (shape, finiteness, duplicates).
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a .npy file")
     if not path.is_file():
         raise FileNotFoundError(f"ab bins file not found: {path}")
+    with path.open("rb") as stream:
+        magic = stream.read(len(_NPY_MAGIC))
+    if magic.startswith(_ZIP_MAGIC):
+        raise ValueError(f"{path} holds an archive (.npz), not a single (Q, 2) .npy array")
+    if magic != _NPY_MAGIC:
+        raise ValueError(f"{path} is not a .npy file (it does not start with the NumPy header)")
     try:
         array = np.load(path, allow_pickle=False)
-    except ValueError as error:  # pickled objects, or not an .npy file at all
-        raise ValueError(f"{path} is not a plain numeric .npy array: {error}") from None
-    if not isinstance(array, np.ndarray):  # an .npz archive
-        raise ValueError(f"{path} holds an archive, not a single (Q, 2) array")
+    except (ValueError, EOFError) as error:  # pickled objects, a truncated or malformed file
+        raise ValueError(f"{path} is not a plain numeric .npy array ({error})") from None
     try:
         bins = validate_ab_bins(array)
-    except ValueError as error:
+    except (ValueError, TypeError) as error:
         raise ValueError(f"{path}: {error}") from None
     return bins.to(torch.float32)

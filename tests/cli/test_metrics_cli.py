@@ -174,4 +174,4 @@ def test_all_colourless_and_bad_folders_are_errors(
     assert _run("--pred", tmp_path / "absent", "--truth", truth) == 2
     assert "is not a folder" in capsys.readouterr().err
     assert _run("--pred", pred, "--truth", truth, "--bins", tmp_path / "absent.npy") == 2
-    assert "cannot load --bins" in capsys.readouterr().err
+    assert "--bins: ab bins file not found" in capsys.readouterr().err
