@@ -28,6 +28,7 @@ CORE_PACKAGES = (
     "colorization.metrics",
     "colorization.training",
     "colorization.families",
+    "colorization.evaluation",
 )
 FORBIDDEN = ("ray", "mlflow")
 
