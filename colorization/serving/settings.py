@@ -81,7 +81,7 @@ class ServingSettings:
     max_pixels: int = 40_000_000
     request_timeout_s: float = 60.0
     max_batch_size: int = 8
-    batch_wait_timeout_s: float = 0.02
+    batch_wait_timeout_s: float = 0.01
     cache_bytes: int = 256 * 1024 * 1024
     replicas: int = 1
     model_num_cpus: float = 1.0

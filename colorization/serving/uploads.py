@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ from colorization.serving.settings import OUTPUT_FORMATS
 IMAGE_FIELD = "image"  # the multipart field holding the file
 RAW_CONTENT_TYPES = ("image/", "application/octet-stream")
 MULTIPART = "multipart/form-data"
+_BOUNDARY = re.compile(r'boundary=("?)([^";]+)\1', re.IGNORECASE)
 _MAX_FIELD_BYTES = 64 * 1024  # a text field of a form (the file itself is bounded by the body limit)
 _DECODE_STATUS = {  # ImageDecodeError.reason -> HTTP status
     "zero-byte": 400,
@@ -117,6 +119,11 @@ async def parse_multipart(content_type: str, body: bytes) -> tuple[bytes, dict[s
     async def one_chunk() -> AsyncIterator[bytes]:
         yield body
 
+    boundary = _BOUNDARY.search(content_type)
+    if boundary is None:
+        raise ApiError(400, "malformed_multipart", "malformed multipart body: the Content-Type names no boundary")
+    if b"--" + boundary.group(2).encode("latin-1") + b"--" not in body:  # the parser forgives a missing end
+        raise ApiError(400, "malformed_multipart", "malformed multipart body: it does not end with its boundary")
     parser = MultiPartParser(
         Headers({"content-type": content_type}), one_chunk(), max_files=1, max_fields=16, max_part_size=_MAX_FIELD_BYTES
     )

@@ -64,7 +64,7 @@ def served(ray_session, tmp_path_factory) -> Served:
             ModelSpec("zhang_unbatched", str(checkpoints["zhang"]), max_batch_size=1),
         ),
         max_batch_size=BATCH_SIZE,
-        batch_wait_timeout_s=0.05,
+        batch_wait_timeout_s=0.02,
         model_num_cpus=0,
         torch_threads=1,
         request_timeout_s=60,
