@@ -16,6 +16,7 @@ from tqdm import tqdm
 from colorization.cli.errors import CommandError
 from colorization.inference import LARSSON_DECODERS, ZHANG_DECODERS, Colorizer, DecodeOptions
 from colorization.io.images import ImageDecodeError, list_image_files, read_image
+from colorization.model_source import load_model
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
@@ -62,10 +63,10 @@ def run(args: argparse.Namespace) -> int:
         head=args.head,
         seed=args.seed,
     )
-    if not args.checkpoint.is_file():
+    if not str(args.checkpoint).startswith("models:/") and not args.checkpoint.is_file():
         raise CommandError(f"checkpoint not found: {args.checkpoint}")
     try:
-        colorizer = Colorizer.from_checkpoint(args.checkpoint, options, device=args.device, batch_size=args.batch_size)
+        colorizer = Colorizer(load_model(str(args.checkpoint))[0], options, device=args.device, batch_size=args.batch_size)
     except ValueError as error:
         raise CommandError(str(error)) from None
     jobs, missing = _jobs(args.inputs, args.out)
