@@ -66,7 +66,9 @@ def _resolve_version(client, spec: str, name: str, alias: str | None, version: s
     except MlflowException:
         if alias is not None:
             known = ", ".join(sorted(registered.aliases)) or "none"
-            raise UserError(f"model {spec}: registered model {name!r} has no alias {alias!r} (aliases: {known})") from None
+            raise UserError(
+                f"model {spec}: registered model {name!r} has no alias {alias!r} (aliases: {known})"
+            ) from None
         raise UserError(f"model {spec}: registered model {name!r} has no version {version}") from None
 
 

@@ -43,7 +43,9 @@ class ColorizerPyfunc(mlflow.pyfunc.PythonModel):
             raise ValueError(f"expected RGB images (N, H, W, 3); got shape {images.shape}")
         tensors = [torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1) for image in images]
         outputs = self.colorizer.colorize_tensors(tensors)
-        result = np.stack([(output.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy() for output in outputs])
+        result = np.stack(
+            [(output.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy() for output in outputs]
+        )
         return result[0] if single else result
 
 

@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     if not str(args.checkpoint).startswith("models:/") and not args.checkpoint.is_file():
         raise CommandError(f"checkpoint not found: {args.checkpoint}")
     try:
-        colorizer = Colorizer(load_model(str(args.checkpoint))[0], options, device=args.device, batch_size=args.batch_size)
+        model, _ = load_model(str(args.checkpoint))
+        colorizer = Colorizer(model, options, device=args.device, batch_size=args.batch_size)
     except ValueError as error:
         raise CommandError(str(error)) from None
     jobs, missing = _jobs(args.inputs, args.out)
