@@ -3,10 +3,10 @@
     make run                                   # sets up .venv on first use, then runs this
     python workflows/local_pipeline.py --output outputs/local
 
-It starts Ray once on this machine and runs the same stages a cluster runs (``workflows/preprocess.py``, then
-``workflows/prior.py``), so the laptop run and the cluster run differ only in where Ray lives and which folder
-of images goes in. The prior is logged to MLflow ($MLFLOW_TRACKING_URI, else ./mlflow.db). Rerunning is safe:
-finished shards are reused, the prior is recomputed.
+It starts Ray once on this machine and runs the same stages a cluster runs (``colorization.stages.preprocess``,
+then ``colorization.stages.prior``), so the laptop run and the cluster run differ only in where Ray lives and
+which folder of images goes in. The prior is logged to MLflow ($MLFLOW_TRACKING_URI, else ./mlflow.db).
+Rerunning is safe and quick: stages whose outputs exist for the same inputs and options are skipped.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from workflows import preprocess, prior  # noqa: E402
-from workflows.common import init_ray  # noqa: E402
+from colorization.distributed.runtime import ray_session  # noqa: E402
+from colorization.errors import run_reporting  # noqa: E402
+from colorization.stages import preprocess, prior  # noqa: E402
 
 # The colour photographs bundled with scikit-image (no download): the project's embedded default input.
 SAMPLE_IMAGES = (
@@ -43,28 +44,31 @@ def write_sample_images(directory: Path) -> Path:
     return directory
 
 
+def run(args: argparse.Namespace) -> int:
+    """Both stages in one local Ray; prints where the outputs are."""
+    images = write_sample_images(args.output / "images")
+    shards, prior_dir = args.output / "shards", args.output / "prior"
+    with ray_session(None, args.num_cpus):  # one Ray for both stages
+        shards_result = preprocess.run(
+            preprocess.PreprocessStageConfig(input_root=str(images), output_dir=str(shards), size=args.size)
+        )
+        prior_result = prior.run(prior.PriorConfig(shards_dir=str(shards), out=str(prior_dir)))
+    print(
+        f"local pipeline: shards in {shards_result.output_dir}"
+        f"{' (reused)' if shards_result.skipped else ''}, prior and its picture in {prior_dir}"
+        f"{' (reused)' if prior_result.skipped else ''}; MLflow run {prior_result.run_id}"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=Path("outputs/local"), help="where everything is written")
     parser.add_argument("--size", type=int, default=256, help="crop side of the shards (default %(default)s)")
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs for the local Ray (default: all)")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of any failure")
     args = parser.parse_args(argv)
-
-    images = write_sample_images(args.output / "images")
-    shards, prior_dir = args.output / "shards", args.output / "prior"
-    started_ray = init_ray(None, args.num_cpus)  # one Ray for both stages
-    try:
-        code = preprocess.main([str(images), str(shards), "--size", str(args.size)])
-        if code == 0:
-            code = prior.main([str(shards), "--out", str(prior_dir)])
-    finally:
-        if started_ray:
-            import ray
-
-            ray.shutdown()
-    if code == 0:
-        print(f"local pipeline: shards in {shards}, prior and its picture in {prior_dir}")
-    return code
+    return run_reporting("local_pipeline", lambda: run(args), debug=args.debug)
 
 
 if __name__ == "__main__":

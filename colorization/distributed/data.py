@@ -11,9 +11,11 @@ block, which is what ``read_images`` does: ray-mlflow-notes 1.1), converts to qu
 file itself. Decoded pixels never enter the object store (ray-mlflow-notes pitfall 2); each task returns only its
 report. On a cluster the input and output directories must be visible at the same path on every node.
 
-Prior (:func:`ab_prior_counts`): ``read_parquet`` of the training shards, projected to ``ab`` and ``colourless``;
-one partial histogram per block (integers), summed on the driver (option A of ray-mlflow-notes 1.5). The sum is
-exact, so it equals a single-process count over the same shards.
+Prior (:func:`ab_prior_counts`): the training shards in groups of about 128 MiB, one task per group that reads
+its files' ``ab`` and ``colourless`` columns with pyarrow, file by file, and returns one partial histogram
+(integers), summed on the driver (option A of ray-mlflow-notes 1.5). The sum is exact, so it equals a
+single-process count over the same shards. Reading each file inside ``try`` (rather than ``read_parquet``) makes
+a damaged shard a reported, counted failure instead of a Ray stack trace.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import ray
 import torch
 
@@ -43,17 +46,21 @@ from colorization.io.manifest import (
     write_json_atomic,
 )
 from colorization.io.shards import (
+    COUNT_METHODS,
     ShardReport,
     ShardTask,
     build_shard,
     dequantize_ab,
     quantized_ab_bin_counts,
+    shard_file_problem,
     tensor_column_to_numpy,
 )
 
 __all__ = ["preprocess_to_shards", "ab_prior_counts", "COUNT_METHODS"]
 
-COUNT_METHODS = ("lattice", "per-pixel")
+_PRIOR_COLUMNS = ("ab", "colourless")
+# Shard files per prior task: about Ray Data's target block size (128 MiB), as read_parquet would bucket them.
+PRIOR_TASK_TARGET_BYTES = 128 * 2**20
 
 
 def _build_shards(batch: dict[str, np.ndarray], *, input_root: str, output_dir: str, options: dict) -> dict:
@@ -76,6 +83,7 @@ def preprocess_to_shards(
     *,
     progress: Callable[[str], None] = print,
     progress_interval_s: float = 2.0,
+    listing: tuple[list, list[str], float] | None = None,
 ) -> dict:
     """Builds (or completes) the Lab shards of ``config`` in ``output_dir`` with Ray Data; returns the manifest.
 
@@ -88,18 +96,23 @@ def preprocess_to_shards(
         output_dir: where ``manifest.json``, ``<split>/<split>-NNNNN.parquet`` and ``_reports/`` go.
         progress: receives one-line progress messages (``print`` by default).
         progress_interval_s: minimum seconds between two progress lines (the last shard always reports).
+        listing: (sources, synsets, seconds it took) when the caller already listed the input with
+            ``list_sources(config)`` (before starting Ray).
 
     Returns:
         The manifest (also written to ``output_dir/manifest.json``), with ``timing`` filled in.
     """
     start = time.perf_counter()
     output_dir = Path(output_dir).resolve()
-    sources, synsets = list_sources(config)
+    if listing is None:
+        listing = (*list_sources(config), time.perf_counter() - start)
+    else:
+        start -= listing[2]  # the total includes the caller's listing
+    sources, synsets, listed_s = listing
     if not sources:
         raise FileNotFoundError(f"no image files under {config.input_root}")
     existing = prepare_output_dir(output_dir, config)
     tasks = plan_shards(sources, config)
-    listed_s = time.perf_counter() - start
     reports: dict[str, ShardReport] = reusable_reports(output_dir, tasks) if existing else {}
     removed = remove_stale_shards(output_dir, tasks) if existing else []
     # The config goes on disk before any shard does, so an interrupted run is recognised (and resumed) later.
@@ -163,34 +176,80 @@ def preprocess_to_shards(
     return manifest
 
 
-def _partial_counts(batch: pa.Table, *, bins: np.ndarray, method: str) -> dict:
-    """map_batches UDF: a block of (ab, colourless) rows -> one row of integer bin counts over its colourful images."""
+def _count_table(table: pa.Table, bins: np.ndarray, method: str) -> tuple[np.ndarray, int, int, int]:
+    """(counts, colourful images, colourless images, pixels) of one table of (ab, colourless) rows."""
+    colourless = table.column("colourless").to_numpy(zero_copy_only=False).astype(bool)
+    keep = ~colourless
+    if not keep.any():
+        return np.zeros(len(bins), dtype=np.int64), 0, int(colourless.sum()), 0
+    ab = tensor_column_to_numpy(table.column("ab"))[keep]
+    pixels = int(ab.shape[0] * ab.shape[2] * ab.shape[3])
+    bins_tensor = torch.from_numpy(bins.copy())  # fn_kwargs arrive read-only
+    if method == "lattice":
+        counts = quantized_ab_bin_counts(ab, bins_tensor)
+    else:  # the core, pixel by pixel
+        counts = ab_bin_counts(dequantize_ab(ab), bins_tensor).numpy().astype(np.int64)
+    return counts, int(keep.sum()), int(colourless.sum()), pixels
+
+
+def _count_files(batch: dict[str, np.ndarray], *, bins: np.ndarray, method: str) -> dict:
+    """map_batches UDF: one group of shard files -> their summed bin counts, plus one failure per bad file.
+
+    A file that fails anywhere while being read (a corrupted page, a vanished file) contributes nothing and is
+    reported by name with the reason, so a user's damaged shard never becomes a Ray stack trace.
+    """
     start = time.perf_counter()
     torch.set_num_threads(1)
-    num_bins = len(bins)
-    colourless = batch.column("colourless").to_numpy(zero_copy_only=False).astype(bool)
-    keep = ~colourless
-    counts = np.zeros(num_bins, dtype=np.int64)
-    pixels = 0
-    if keep.any():
-        ab = tensor_column_to_numpy(batch.column("ab"))[keep]
-        pixels = int(ab.shape[0] * ab.shape[2] * ab.shape[3])
-        bins_tensor = torch.from_numpy(bins.copy())  # fn_kwargs arrive read-only
-        if method == "lattice":
-            counts = quantized_ab_bin_counts(ab, bins_tensor)
-        else:  # the core, pixel by pixel
-            counts = ab_bin_counts(dequantize_ab(ab), bins_tensor).numpy().astype(np.int64)
+    counts = np.zeros(len(bins), dtype=np.int64)
+    images = colourless = pixels = 0
+    failures = []
+    for path in json.loads(str(batch["files"][0])):
+        try:
+            file_counts = np.zeros(len(bins), dtype=np.int64)
+            file_images = file_colourless = file_pixels = 0
+            for record_batch in pq.ParquetFile(path).iter_batches(columns=list(_PRIOR_COLUMNS)):
+                part = _count_table(pa.Table.from_batches([record_batch]), bins, method)
+                file_counts += part[0]
+                file_images, file_colourless, file_pixels = (
+                    file_images + part[1], file_colourless + part[2], file_pixels + part[3]
+                )
+        except Exception as error:  # noqa: BLE001 - any damage to the user's file is reported, not raised
+            failures.append({"file": path, "reason": f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"})
+            continue
+        counts += file_counts
+        images, colourless, pixels = images + file_images, colourless + file_colourless, pixels + file_pixels
     return {
         "counts": counts[None, :],
-        "images": np.array([int(keep.sum())], dtype=np.int64),
-        "colourless": np.array([int(colourless.sum())], dtype=np.int64),
+        "images": np.array([images], dtype=np.int64),
+        "colourless": np.array([colourless], dtype=np.int64),
         "pixels": np.array([pixels], dtype=np.int64),
-        "task_seconds": np.array([time.perf_counter() - start]),  # counting work, without the Parquet read
+        "failures": np.array([json.dumps(failures)], dtype=object),
+        "task_seconds": np.array([time.perf_counter() - start]),
     }
+
+
+def _group_by_bytes(paths: Sequence[str], target_bytes: int) -> list[list[str]]:
+    """Consecutive files grouped into read tasks of about ``target_bytes`` (Ray Data's block size)."""
+    groups: list[list[str]] = []
+    size = 0
+    for path in paths:
+        try:
+            file_bytes = Path(path).stat().st_size
+        except OSError:
+            file_bytes = 0  # the task reports it
+        if not groups or size + file_bytes > target_bytes:
+            groups.append([])
+            size = 0
+        groups[-1].append(path)
+        size += file_bytes
+    return groups
 
 
 def ab_prior_counts(shard_paths: Sequence[str | Path], bins: torch.Tensor, *, method: str = "lattice") -> dict:
     """Exact nearest-bin counts of every pixel of the colourful images in ``shard_paths``, with Ray Data.
+
+    Shards whose Parquet footer is unreadable are reported before any task starts; a shard that fails while
+    being read is reported by its task. Either way the file counts as failed and contributes nothing.
 
     Args:
         shard_paths: Parquet shards (normally the training split, from the manifest).
@@ -199,8 +258,9 @@ def ab_prior_counts(shard_paths: Sequence[str | Path], bins: torch.Tensor, *, me
             "per-pixel" (the core's ``ab_bin_counts`` on every dequantized pixel). Both give the same integers.
 
     Returns:
-        {"counts": (Q,) int64 numpy, "images", "colourless" (skipped), "pixels", "blocks", "seconds" (wall, driver),
-        "task_seconds" (summed over the counting tasks, Parquet reading excluded)}.
+        {"counts": (Q,) int64 numpy, "images", "colourless" (skipped), "pixels", "blocks" (read tasks),
+        "failures" (list of {"file", "reason"}), "files" (shards counted), "seconds" (wall, driver),
+        "task_seconds" (summed over the tasks)}.
     """
     if method not in COUNT_METHODS:
         raise ValueError(f"method must be one of {COUNT_METHODS}; got {method!r}")
@@ -213,23 +273,34 @@ def ab_prior_counts(shard_paths: Sequence[str | Path], bins: torch.Tensor, *, me
         "pixels": 0,
         "blocks": 0,
         "task_seconds": 0.0,
+        "failures": [],
     }
-    if shard_paths:
-        # Ray sizes the read tasks by bytes (files are bucketed to about target_max_block_size, 128 MiB): the
-        # dev set's train split is one task, ImageNet's over a thousand. Each block gives one partial histogram.
-        dataset = ray.data.read_parquet([str(path) for path in shard_paths], file_extensions=["parquet"])
-        dataset = dataset.select_columns(["ab", "colourless"]).map_batches(
-            _partial_counts,
-            batch_size=None,  # one partial histogram per block
-            batch_format="pyarrow",
+    readable = []
+    for path in map(str, shard_paths):
+        problem = shard_file_problem(path, _PRIOR_COLUMNS)
+        if problem:
+            totals["failures"].append({"file": path, "reason": problem})
+        else:
+            readable.append(path)
+    groups = _group_by_bytes(readable, PRIOR_TASK_TARGET_BYTES)
+    if groups:
+        dataset = ray.data.from_items([{"files": json.dumps(group)} for group in groups], override_num_blocks=len(groups))
+        dataset = dataset.map_batches(
+            _count_files,
+            batch_size=1,
+            batch_format="numpy",
             num_cpus=1,
             fn_kwargs={"bins": bins_array, "method": method},
         )
+        dataset.context.op_resource_reservation_enabled = False  # one operator does all the work (see above)
         for partial in dataset.iter_batches(batch_size=None, batch_format="numpy"):
             totals["counts"] += np.asarray(partial["counts"], dtype=np.int64).reshape(-1, len(bins_array)).sum(axis=0)
             for key in ("images", "colourless", "pixels"):
                 totals[key] += int(np.asarray(partial[key], dtype=np.int64).sum())
             totals["blocks"] += len(partial["images"])
             totals["task_seconds"] += float(np.sum(partial["task_seconds"]))
+            for failures in partial["failures"]:
+                totals["failures"].extend(json.loads(str(failures)))
+    totals["files"] = len(shard_paths) - len(totals["failures"])
     totals["seconds"] = time.perf_counter() - start
     return totals

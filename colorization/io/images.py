@@ -32,7 +32,8 @@ _UNSUPPORTED_MARKERS = ("unsupported", "not supported", "not available", "unknow
 class ImageDecodeError(ValueError):
     """An image that cannot be used, with a short ``reason``.
 
-    Reasons: ``zero-byte``, ``not-an-image``, ``truncated``, ``decompression-bomb``, ``unsupported``, ``unreadable``.
+    Reasons: ``zero-byte``, ``not-an-image``, ``truncated``, ``decompression-bomb``, ``unsupported``, ``unreadable``,
+    and ``bad-file-name`` (listed, but its name is not UTF-8).
     """
 
     def __init__(self, reason: str, detail: str):

@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
@@ -188,8 +189,12 @@ def list_sources(config: PreprocessConfig) -> tuple[list[SourceFile], list[str]]
     imagenet_tree = is_imagenet_tree(root)
     base = root.parent if root.is_file() else root
     entries = []
+    problems: dict[str, str] = {}
     for path in list_image_files(root):
         relative = path.relative_to(base).as_posix()
+        if not _is_utf8(relative):  # Parquet strings and JSON are UTF-8: such a file becomes a failure row
+            relative = os.fsencode(relative).decode("utf-8", "backslashreplace")
+            problems[relative] = "the file name is not valid UTF-8; rename the file"
         entries.append((_unit_hash(relative, _ORDER_SALT), relative, path))
     entries.sort()
     if config.limit is not None:
@@ -202,7 +207,7 @@ def list_sources(config: PreprocessConfig) -> tuple[list[SourceFile], list[str]]
         try:
             stat = path.stat()
             size_bytes, mtime_ns = stat.st_size, stat.st_mtime_ns
-        except OSError:  # vanished since listing: the shard build records it as unreadable
+        except OSError:  # vanished since listing (or a dangling link): the shard build records it as unreadable
             size_bytes, mtime_ns = -1, 0
         synset = synsets_by_path[relative]
         sources.append(
@@ -213,9 +218,19 @@ def list_sources(config: PreprocessConfig) -> tuple[list[SourceFile], list[str]]
                 label=label_of.get(synset, -1),
                 size_bytes=size_bytes,
                 mtime_ns=mtime_ns,
+                listing_problem=problems.get(relative, ""),
             )
         )
     return sources, synsets
+
+
+def _is_utf8(name: str) -> bool:
+    """Whether a listed name (undecodable bytes arrive as surrogate escapes) is valid UTF-8."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def input_base_dir(config: PreprocessConfig) -> Path:

@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from colorization.color.constants import LAB_NORMALIZATION
 from colorization.color.lab import lab_to_rgb
+from colorization.io.safe_outputs import atomic_write, write_text_atomic
 
 __all__ = ["DEFAULT_STEM", "prior_paths", "save_ab_prior", "load_ab_prior", "render_prior_png"]
 
@@ -63,18 +64,18 @@ def save_ab_prior(
     bins: np.ndarray,
     metadata: dict,
 ) -> tuple[Path, Path, Path]:
-    """Writes the npz, json and png; returns their paths."""
+    """Writes the npz, json and png (each atomically: a reader never sees half a file); returns their paths."""
     npz_path, json_path, png_path = prior_paths(out)
-    npz_path.parent.mkdir(parents=True, exist_ok=True)
     counts, prior, weights, bins = (np.asarray(x) for x in (counts, prior, weights, bins))
-    np.savez(
-        npz_path,
-        counts=counts.astype(np.int64),
-        prior=prior.astype(np.float64),
-        weights=weights.astype(np.float64),
-        bins=bins,
-        metadata=np.array(json.dumps(metadata)),
-    )
+    with atomic_write(npz_path) as temporary:
+        np.savez(
+            temporary,
+            counts=counts.astype(np.int64),
+            prior=prior.astype(np.float64),
+            weights=weights.astype(np.float64),
+            bins=bins,
+            metadata=np.array(json.dumps(metadata)),
+        )
     record = {
         **metadata,
         "num_bins": int(len(bins)),
@@ -83,8 +84,9 @@ def save_ab_prior(
         "prior": prior.astype(np.float64).tolist(),
         "weights": weights.astype(np.float64).tolist(),
     }
-    json_path.write_text(json.dumps(record, indent=1) + "\n")
-    render_prior_png(prior, bins, png_path)
+    write_text_atomic(json_path, json.dumps(record, indent=1) + "\n")
+    with atomic_write(png_path) as temporary:
+        render_prior_png(prior, bins, temporary)
     return npz_path, json_path, png_path
 
 

@@ -305,6 +305,9 @@ class SourceFile:
     label: int = -1
     size_bytes: int = 0
     mtime_ns: int = 0
+    # Why the file cannot be used although it was listed (e.g. a name that is not UTF-8), or "": the shard build
+    # turns it into a failure row instead of reading it.
+    listing_problem: str = ""
 
 
 @dataclass(frozen=True)
@@ -388,6 +391,8 @@ def _process_image(
     Raises ImageDecodeError for a file that cannot be used. The row's ``most_chromatic`` is the (a_q, b_q) of its
     most chromatic stored pixel, from which ``colourless`` is decided (as ``colourless_images`` does).
     """
+    if source.listing_problem:
+        raise ImageDecodeError("bad-file-name", source.listing_problem)
     try:
         data = (input_root / source.path).read_bytes()
     except OSError as error:
@@ -507,6 +512,30 @@ def tensor_column_to_numpy(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
+def shard_file_problem(path: str | Path, columns: Sequence[str] = ("ab", "colourless")) -> str | None:
+    """Why a shard file cannot be read, from its Parquet footer alone (cheap), or None when it looks sound.
+
+    Catches what a user's disk does to shards: a zero-byte or truncated file, a foreign or corrupted file, a
+    Parquet file without the columns we need. Damage inside the data pages is only found when reading.
+
+    Args:
+        path: a ``.parquet`` shard.
+        columns: the columns the reader will need.
+
+    Returns:
+        One line naming the reason, or None.
+    """
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowException) as error:
+        reason = " ".join(str(error).split())[:200]
+        return f"not a readable Parquet file ({type(error).__name__}: {reason})"
+    missing = [name for name in columns if name not in schema.names]
+    if missing:
+        return f"not a colorization shard (no column {', '.join(missing)})"
+    return None
+
+
 def read_shard_arrays(source: str | Path | pa.Table, columns: Sequence[str] = ("L", "ab", "colourless")) -> dict:
     """A shard file (or a table read from one) -> {column: numpy array}; tensor columns stay quantized."""
     table = source if isinstance(source, pa.Table) else pq.read_table(source, columns=list(columns))
@@ -523,6 +552,10 @@ def read_shard_arrays(source: str | Path | pa.Table, columns: Sequence[str] = ("
 # ---------------------------------------------------------------------------------------------------------------
 # Counting bins on quantized ab (exact, fast)
 # ---------------------------------------------------------------------------------------------------------------
+
+# How the prior counts pixels: "lattice" (each of the 256 x 256 stored ab values sent to its bin once) or
+# "per-pixel" (the core's ab_bin_counts on every dequantized pixel); both give the same integers.
+COUNT_METHODS = ("lattice", "per-pixel")
 
 _LATTICE_SIDE = _AB_MAX - _AB_MIN + 1  # 256 stored values per channel
 
