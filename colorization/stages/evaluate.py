@@ -329,22 +329,18 @@ def _log_mlflow(config: EvaluateConfig, record: dict, files: dict[str, Path], mo
 
 def _check_tracking(config: EvaluateConfig) -> None:
     """The tracking store is reachable before the work starts (issue 11: never fail after the work)."""
-    if not config.mlflow:
-        return
-    try:
-        import mlflow
+    if config.mlflow:
+        from colorization.tracking import check_tracking_store
 
-        from colorization.tracking import configure_tracking
-
-        configure_tracking(config.experiment, config.tracking_uri)
-        mlflow.search_experiments(max_results=1)
-    except Exception as error:  # any failure to reach the store is the user's to fix
-        raise UserError(f"MLflow tracking store unreachable ({type(error).__name__}: {str(error)[:200]})") from None
+        check_tracking_store(config.tracking_uri)
 
 
 def run(config: EvaluateConfig) -> EvaluateResult:
     """Validates, scores, writes the report (and logs it); see the module docstring."""
+    from colorization.devices import resolve_device
+
     start = time.perf_counter()
+    config = replace(config, device=str(resolve_device(config.device)))
     _check_outputs(config)
     bins, bins_source = _load_bins(config)
     image_paths, shard_paths = _inputs(config)
