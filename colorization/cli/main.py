@@ -26,8 +26,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "import-weights": ("colorization.cli.import_weights", "convert officially released weights to a checkpoint"),
     "preprocess": ("colorization.cli.preprocess", "Ray Data: image folders -> Lab Parquet shards"),
     "prior": ("colorization.cli.prior", "Ray Data: empirical ab prior and rebalancing weights from shards"),
-    "evaluate": ("colorization.cli.evaluate", "score models and the grey baseline: AuC, PSNR, colourfulness per decoder/T"),
+    "train": ("colorization.cli.train", "train a network from Lab shards (Ray Train, or --no-ray)"),
     "serve": ("colorization.cli.serve", "Ray Serve: the models over HTTP (API and web page)"),
+    "evaluate": ("colorization.cli.evaluate", "score models and the grey baseline: AuC, PSNR, colourfulness per decoder/T"),
+    "pipeline": ("colorization.cli.pipeline", "the whole system as one job: preprocess, prior, train both, evaluate, register"),
 }
 
 

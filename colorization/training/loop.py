@@ -377,6 +377,7 @@ def train_loop(
             data_wait += window_wait
             sums, window_images, window_steps, window_wait = {}, 0, 0, 0.0
             window_began = time.perf_counter()
+        paused = time.perf_counter()  # validation and checkpoints are not training time
         if validate is not None and ((cadence.validate_every and step % cadence.validate_every == 0) or final):
             result = validate(core)
             model.train()
@@ -387,8 +388,7 @@ def train_loop(
             taken = snapshot(last_metrics)
             for hook in hooks:
                 hook.on_checkpoint(step, taken, final)
-        if final:
-            window_began = time.perf_counter()  # checkpoint/validation time is not training time
+        window_began += time.perf_counter() - paused
 
     images += window_images
     data_wait += window_wait

@@ -20,6 +20,8 @@ CORE_MODULES = (
     "colorization.families",
     "colorization.errors",
     "colorization.io.safe_outputs",
+    "colorization.stages.train",
+    "colorization.cli.train",
 )
 CORE_PACKAGES = (
     "colorization.color",
