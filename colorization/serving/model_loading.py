@@ -18,11 +18,18 @@ from colorization.serving.settings import ModelSpec
 
 
 def check_source(spec: ModelSpec) -> None:
-    """Fails fast (before Ray starts) on a source that cannot load: a missing file or no registry loader."""
+    """Fails fast (before Ray starts) on a source that cannot load: a missing or foreign file, no registry loader."""
     if spec.is_registry_uri:
         _registry_loader(spec)
     elif not Path(spec.source).is_file():
         raise UserError(f"model {spec.name!r}: checkpoint not found: {spec.source}")
+    else:
+        from colorization.models.checkpoint import read_checkpoint_metadata
+
+        try:
+            read_checkpoint_metadata(spec.source)  # the header only: a wrong file fails here, not in a replica
+        except (OSError, ValueError) as error:
+            raise UserError(f"model {spec.name!r}: {error}") from None
 
 
 def _registry_loader(spec: ModelSpec):

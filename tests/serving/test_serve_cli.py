@@ -48,3 +48,10 @@ def test_url_and_workflow_arguments_match_the_cli():
     add_arguments(parser)
     args = parser.parse_args(["--model", "a=/x", "--replicas", "2", "--smoke-test"])
     assert args.smoke_test and args.replicas == 2 and args.host == "127.0.0.1"
+
+
+def test_a_file_that_is_no_checkpoint_is_refused_before_ray(tmp_path, capsys):
+    fake = tmp_path / "photo.safetensors"
+    fake.write_bytes(b"\xff\xd8 not a checkpoint")
+    assert main(["serve", "--model", f"a={fake}"]) == 2
+    assert "model 'a': checkpoint" in capsys.readouterr().err
