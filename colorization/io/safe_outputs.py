@@ -143,9 +143,6 @@ def check_output_file(
     resolved = resolve_path(path, what)
     if resolved.is_dir():
         raise UserError(f"{what} {path} is a folder, not a file")
-    accepted = tuple(suffix.lower() for suffix in suffixes)
-    if accepted and resolved.suffix.lower() not in accepted:
-        raise UserError(f"{what} {path} must end in {' or '.join(accepted)}")
     sources = _resolved_inputs(inputs)
     for given, source in sources:
         if resolved == source:
@@ -153,6 +150,9 @@ def check_output_file(
     for given, source in sources:
         if not inside_inputs_ok and source in resolved.parents:
             raise UserError(f"{what} {path} lies inside the input folder {given}; write it elsewhere")
+    accepted = tuple(suffix.lower() for suffix in suffixes)
+    if accepted and resolved.suffix.lower() not in accepted:
+        raise UserError(f"{what} {path} must end in {' or '.join(accepted)}")
     _check_writable_folder(resolved.parent, path, what)
     return resolved
 

@@ -9,8 +9,8 @@ paths (never an input, never inside the shards folder, writable), and the MLflow
 answer within seconds; a SQLite file's folder must be writable). Shards that cannot be read (a zero-byte file,
 a corrupted footer or page) are reported by name with the reason, counted, and left out of the counts.
 
-Idempotent: PRIOR.json records a fingerprint of what determines the prior (the manifest's digest, the bins, the
-split, sigma, lambda) and the MLflow run id; when all three files exist with the same fingerprint the stage is
+Idempotent: PRIOR.json records a fingerprint of what determines the prior (the manifest's digest, each shard's
+size and modification time, the bins, the split, sigma, lambda) and the MLflow run id; when all three files exist with the same fingerprint the stage is
 skipped (no Ray, no new run) and returns the recorded run id.
 """
 
@@ -123,10 +123,23 @@ def _check_outputs(config: PriorConfig, inputs: list[str | Path]) -> tuple[Path,
     return paths
 
 
-def _fingerprint(digest: str, bins, config: PriorConfig) -> str:
+def _file_stamps(files: list[Path]) -> list[tuple[str, int, int]]:
+    """(path, size, mtime) of each shard: a shard replaced since the last run changes the fingerprint."""
+    stamps = []
+    for path in files:
+        try:
+            stat = path.stat()
+            stamps.append((str(path), stat.st_size, stat.st_mtime_ns))
+        except OSError:
+            stamps.append((str(path), -1, 0))
+    return stamps
+
+
+def _fingerprint(digest: str, files: list[Path], bins, config: PriorConfig) -> str:
     """What determines the prior's content (not the count method: both give the same integers)."""
     parts = {
         "manifest_digest": digest,
+        "shard_files": _file_stamps(files),
         "bins_sha256": hashlib.sha256(bins.numpy().tobytes()).hexdigest(),
         "split": config.split,
         "sigma": config.sigma,
@@ -171,7 +184,7 @@ def run(config: PriorConfig, *, progress: Callable[[str], None] = print) -> Prio
     paths = _check_outputs(config, inputs)
     tracking_uri = check_tracking_store(config.tracking_uri)
     digest = manifest_digest(shards_dir / MANIFEST_NAME)
-    fingerprint = _fingerprint(digest, bins, config)
+    fingerprint = _fingerprint(digest, files, bins, config)
     previous = _previous_run(paths, fingerprint)
     if previous is not None:
         progress(f"prior: skipped, {paths[0]} already holds this prior (MLflow run {previous['mlflow_run_id']})")
