@@ -14,7 +14,6 @@ from ray.serve import Application
 from colorization.serving.deployments import ColorizerDeployment, Ingress
 from colorization.serving.settings import ServingSettings
 
-INGRESS_NUM_CPUS = 0.25  # the ingress decodes and encodes images but mostly waits on the models
 MAX_CONCURRENT_BATCHES = 1  # ``@serve.batch`` default: one forward pass at a time per replica
 
 
@@ -41,7 +40,7 @@ def build_app(settings: ServingSettings) -> Application:
         handles[spec.name] = deployment.bind(
             {"name": spec.name, "source": spec.source, "max_batch_size": spec.max_batch_size}, as_dict
         )
-    return Ingress.options(ray_actor_options={"num_cpus": INGRESS_NUM_CPUS}).bind(as_dict, handles)
+    return Ingress.options(ray_actor_options={"num_cpus": settings.ingress_num_cpus}).bind(as_dict, handles)
 
 
 def app_builder(args: dict[str, Any]) -> Application:

@@ -71,6 +71,7 @@ class ServingSettings:
         cache_bytes: per model replica, network outputs kept for re-rendering (temperature slider), in bytes.
         replicas: replicas of each model deployment.
         model_num_cpus: CPUs Ray reserves per model replica (0 lets tests pack several on 2 cores).
+        ingress_num_cpus: CPUs Ray reserves per ingress replica (it decodes and encodes, mostly waits on models).
         torch_threads: intra-op threads per model replica; None uses max(1, model_num_cpus).
         device: torch device of the model replicas (``cuda`` puts each on a GPU: one GPU per replica).
         api_key_env: name of the environment variable holding the API key (unset or empty: no key needed).
@@ -85,6 +86,7 @@ class ServingSettings:
     cache_bytes: int = 256 * 1024 * 1024
     replicas: int = 1
     model_num_cpus: float = 1.0
+    ingress_num_cpus: float = 0.25
     torch_threads: int | None = None
     device: str = "cpu"
     api_key_env: str = API_KEY_ENV
@@ -107,7 +109,7 @@ class ServingSettings:
             if not value > 0:
                 raise UserError(f"{name} must be positive; got {value}")
         for name, value in {"batch_wait_timeout_s": self.batch_wait_timeout_s, "cache_bytes": self.cache_bytes,
-                            "model_num_cpus": self.model_num_cpus}.items():
+                            "model_num_cpus": self.model_num_cpus, "ingress_num_cpus": self.ingress_num_cpus}.items():
             if not value >= 0:
                 raise UserError(f"{name} must be >= 0; got {value}")
         if self.torch_threads is not None and self.torch_threads < 1:

@@ -85,10 +85,8 @@ def _check_port_free(host: str, port: int) -> None:
 
 def _local_cpus(config: ServeConfig) -> int:
     """Logical CPUs for a local Ray: enough for every replica (the OS shares the real cores between them)."""
-    from colorization.serving.app import INGRESS_NUM_CPUS
-
     settings = config.settings
-    needed = settings.replicas * settings.model_num_cpus * len(settings.models) + INGRESS_NUM_CPUS
+    needed = settings.replicas * settings.model_num_cpus * len(settings.models) + settings.ingress_num_cpus
     return config.num_cpus or max(os.cpu_count() or 1, math.ceil(needed))
 
 

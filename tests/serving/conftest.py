@@ -1,8 +1,9 @@
 """One real Serve app for all serving tests: tiny Zhang and Larsson checkpoints, served on a free loopback port.
 
-Starting Serve costs seconds (ray-mlflow-notes section 0), so the app is started once per session on the shared
-``ray_session`` and torn down after the last serving test. Models: ``zhang`` (batched), ``larsson`` and
-``zhang_unbatched`` (the same checkpoint with max_batch_size 1, for the load suite's comparison).
+Starting Serve costs seconds (ray-mlflow-notes section 0), so the app is started once on the shared ``ray_session``
+(when the first test asks for it) and shut down as soon as the last test of tests/serving has run, so it never
+holds resources while other packages' Ray tests run; its deployments reserve no CPUs. Models: ``zhang``
+(batched), ``larsson`` and ``zhang_unbatched`` (the same checkpoint with max_batch_size 1, for the load suite).
 """
 
 from __future__ import annotations
@@ -66,9 +67,29 @@ def served(ray_session, tmp_path_factory) -> Served:
         max_batch_size=BATCH_SIZE,
         batch_wait_timeout_s=0.02,
         model_num_cpus=0,
+        ingress_num_cpus=0,
         torch_threads=1,
         request_timeout_s=60,
     )
     result = run(ServeConfig(settings=settings, port=free_port(), block=False))
+    _RUNNING.append(True)
     yield Served(url=result.url, checkpoints=checkpoints)
-    shutdown(stop_ray=False)
+    _stop_app()
+
+
+_RUNNING: list[bool] = []
+_HERE = Path(__file__).resolve().parent
+
+
+def _stop_app() -> None:
+    if _RUNNING:
+        from colorization.stages.serve import shutdown
+
+        _RUNNING.clear()
+        shutdown(stop_ray=False)
+
+
+def pytest_runtest_teardown(item, nextitem):
+    """After the last serving test (the next one lives elsewhere, or none is left), stop the app at once."""
+    if nextitem is None or _HERE not in Path(str(nextitem.path)).resolve().parents:
+        _stop_app()

@@ -3,6 +3,9 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+// A server with an API key: open the page as /#key=KEY (the fragment never leaves the browser).
+const apiKey = new URLSearchParams(location.hash.slice(1)).get("key");
+const authHeaders = apiKey ? { "X-API-Key": apiKey } : {};
 const state = { models: {}, file: null, resultId: null, resultUrl: null, busy: 0 };
 
 function temperature() {
@@ -82,7 +85,7 @@ async function upload() {
   const form = new FormData();
   form.append("image", state.file, state.file.name);
   try {
-    await show(await fetch("v1/colorize?" + params(), { method: "POST", body: form }));
+    await show(await fetch("v1/colorize?" + params(), { method: "POST", body: form, headers: authHeaders }));
   } catch (error) {
     showError("the server did not answer: " + error);
     setStatus("", true);
@@ -97,7 +100,7 @@ async function rerender() {
   setStatus("re-rendering…", false);
   const query = params();
   query.delete("model");
-  const response = await fetch("v1/results/" + encodeURIComponent(state.resultId) + "?" + query);
+  const response = await fetch("v1/results/" + encodeURIComponent(state.resultId) + "?" + query, { headers: authHeaders });
   if (response.status === 404) return upload(); // the server's cache let it go: send the photo again
   await show(response);
 }
@@ -111,7 +114,7 @@ function choose(file) {
 }
 
 async function init() {
-  const response = await fetch("v1/models");
+  const response = await fetch("v1/models", { headers: authHeaders });
   if (!response.ok) {
     showError(await errorMessage(response));
     return;
