@@ -20,6 +20,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from colorization.color.ab_bins import default_ab_bins
+from colorization.errors import UserError
 from colorization.models.checkpoint import save_checkpoint
 from colorization.models.registry import create_model
 from tests.safety.harness import crafted_checkpoint, run_command
@@ -200,9 +201,22 @@ def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(world, cap
         main([*argv, "--debug"])
 
 
+@pytest.mark.parametrize("workflow", ["preprocess", "prior"])
+def test_workflow_scripts_report_the_same_way(world, capsys, workflow) -> None:
+    import importlib
+
+    main = importlib.import_module(f"workflows.{workflow}").main
+    argv = [str(world / "images"), str(world / "notes.txt")] if workflow == "preprocess" else [
+        str(world / "shards"), "--out", str(world / "shards")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{workflow}: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    with pytest.raises(UserError):
+        main([*argv, "--debug"])
+
+
 def test_resolve_device_without_a_gpu() -> None:
     from colorization.devices import resolve_device
-    from colorization.errors import UserError
 
     assert resolve_device("cpu") == torch.device("cpu")
     if not torch.cuda.is_available():

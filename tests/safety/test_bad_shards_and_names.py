@@ -106,7 +106,11 @@ def test_prior_names_and_counts_bad_shards_and_counts_the_good_ones(shards: Path
     np.testing.assert_array_equal(record["counts"], expected)
     failed = sorted(failure["file"] for failure in record["metadata"]["failed_shards"])
     assert failed == [str(empty), str(foreign)], record["metadata"]["failed_shards"]
-    assert json.loads(out.with_suffix(".json").read_text())["mlflow_run_id"]
+    run_id = json.loads(out.with_suffix(".json").read_text())["mlflow_run_id"]
+    assert run_id
+
+    printed, _ = run_command(argv, shards.parent, capsys, status=0)  # same shards and options: skipped, no new run
+    assert printed.startswith("prior: skipped") and run_id in printed
 
     for path in good:
         path.write_text("no longer Parquet")
