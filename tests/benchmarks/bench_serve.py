@@ -69,17 +69,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="passes over them at concurrency 1")
     parser.add_argument("--requests-c8", type=int, default=24, help="requests per concurrency-8 run")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores)")
+    parser.add_argument("--width", type=float, default=1.0, help="Zhang width multiplier (1: the paper's network)")
     args = parser.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     torch.set_num_threads(args.threads)
     bodies = photos(args.images)
 
     torch.manual_seed(0)
-    model = create_model("zhang_eccv16")  # full width, 256 x 256 working size
+    model = create_model("zhang_eccv16", width_multiplier=args.width)  # 256 x 256 working size
     direct = direct_ms(Colorizer(model, device=args.device, batch_size=1), bodies, args.repeats)
     direct_median = statistics.median(direct)
     print(f"torch {torch.__version__}, {args.threads} threads, device {args.device}; {len(bodies)} dev photos "
-          f"(<= {MAX_SIDE} px), full-width Zhang ECCV16 at 256; load average {os.getloadavg()[0]:.1f} "
+          f"(<= {MAX_SIDE} px), Zhang ECCV16 (width x{args.width:g}) at 256; load average {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} cores")
     print(f"direct Colorizer call       median {direct_median:7.1f} ms/image  ({1000 / direct_median:.2f} images/s)")
 
