@@ -73,7 +73,10 @@ def _number(name: str, text: str, kind: type) -> float | int:
 
 def parse_params(values: Mapping[str, str | None]) -> ColorizeParams:
     """Raw query or form values -> :class:`ColorizeParams`; ApiError(422) on a bad value."""
-    get = lambda key: (values.get(key) or None)  # noqa: E731  (empty form fields count as absent)
+
+    def get(key: str) -> str | None:
+        return values.get(key) or None  # empty form fields count as absent
+
     temperature = get("temperature")
     if temperature is not None:
         temperature = float(_number("temperature", temperature, float))
