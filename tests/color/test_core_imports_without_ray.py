@@ -22,6 +22,12 @@ CORE_MODULES = (
     "colorization.io.safe_outputs",
     "colorization.stages.train",
     "colorization.cli.train",
+    "colorization.devices",
+    "colorization.tracking",
+    "colorization.stages.preprocess",  # stages import Ray lazily, inside run(): `--help` and checks stay light
+    "colorization.stages.prior",
+    "colorization.cli.preprocess",
+    "colorization.cli.prior",
 )
 CORE_PACKAGES = (
     "colorization.color",
