@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--larsson-recipe", default=None, help=f"recipe name or YAML (default {defaults.larsson_recipe})"
     )
     parser.add_argument("--max-steps", type=int, default=None, help="optimizer steps of both trainings")
+    parser.add_argument("--zhang-steps", type=int, default=None, help="optimizer steps of Zhang's (over --max-steps)")
+    parser.add_argument("--larsson-steps", type=int, default=None, help="optimizer steps of Larsson's (over --max-steps)")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="training override for both recipes, e.g. --set optimizer.lr=1e-4 (repeatable)",
@@ -71,7 +73,8 @@ def config_from_args(args: argparse.Namespace):
         zhang_recipe=args.zhang_recipe or smoke.get("zhang_recipe", defaults.zhang_recipe),
         larsson_recipe=args.larsson_recipe or smoke.get("larsson_recipe", defaults.larsson_recipe),
         train_overrides=tuple(args.overrides),
-        max_steps=args.max_steps,
+        zhang_steps=args.zhang_steps or args.max_steps,
+        larsson_steps=args.larsson_steps or args.max_steps,
         num_workers=args.num_workers,
         gpu=args.gpu,
         eval_limit=args.eval_limit or smoke.get("eval_limit"),

@@ -49,7 +49,7 @@ class PipelineConfig:
         val_fraction: share of the images held out for validation and evaluation.
         zhang_recipe, larsson_recipe: training recipes (shipped names or YAML files).
         train_overrides: ``key=value`` overrides applied to both recipes (e.g. ``schedule.max_steps=200``).
-        max_steps: optimizer steps of both trainings (None: the recipes').
+        zhang_steps, larsson_steps: optimizer steps of each training (None: the recipe's).
         num_workers: Ray Train workers per training (0: one process, no Ray Train: the fastest on a laptop).
         gpu: train and evaluate on GPUs.
         eval_limit: score at most N evaluation images (None: the whole split).
@@ -67,7 +67,8 @@ class PipelineConfig:
     zhang_recipe: str = LOCAL_RECIPES[0]
     larsson_recipe: str = LOCAL_RECIPES[1]
     train_overrides: tuple[str, ...] = ()
-    max_steps: int | None = None
+    zhang_steps: int | None = None
+    larsson_steps: int | None = None
     num_workers: int = 0
     gpu: bool = False
     eval_limit: int | None = None
@@ -82,7 +83,8 @@ class PipelineConfig:
             raise UserError(f"--size must be a multiple of 8 and at least 16; got {self.size}")
         if not 0 < self.val_fraction < 1:
             raise UserError(f"--val-fraction must lie between 0 and 1; got {self.val_fraction}")
-        for name, value in (("--max-steps", self.max_steps), ("--eval-limit", self.eval_limit)):
+        for name, value in (("--zhang-steps", self.zhang_steps), ("--larsson-steps", self.larsson_steps),
+                            ("--eval-limit", self.eval_limit)):
             if value is not None and value < 1:
                 raise UserError(f"{name} must be a positive integer; got {value}")
         if self.num_workers < 0:

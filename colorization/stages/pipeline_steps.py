@@ -159,10 +159,11 @@ def _recipe(config: PipelineConfig, family: str) -> str:
     return config.zhang_recipe if family == "zhang" else config.larsson_recipe
 
 
-def _train_overrides(config: PipelineConfig) -> list[str]:
+def _train_overrides(config: PipelineConfig, family: str) -> list[str]:
     overrides = list(config.train_overrides)
-    if config.max_steps is not None:
-        overrides.append(f"schedule.max_steps={config.max_steps}")
+    steps = config.zhang_steps if family == "zhang" else config.larsson_steps
+    if steps is not None:
+        overrides.append(f"schedule.max_steps={steps}")
     overrides += [f"scaling.num_workers={config.num_workers}", f"scaling.use_gpu={str(config.gpu).lower()}"]
     return overrides
 
@@ -172,7 +173,7 @@ def check_recipes(config: PipelineConfig) -> None:
     from colorization.training.recipes import load_recipe
 
     for family in FAMILIES:
-        load_recipe(_recipe(config, family), _train_overrides(config))
+        load_recipe(_recipe(config, family), _train_overrides(config, family))
 
 
 def _train_build(family: str):
@@ -181,7 +182,7 @@ def _train_build(family: str):
         from colorization.training.recipes import load_recipe
 
         prior = context.records["prior"]
-        overrides = _train_overrides(context.config) + [
+        overrides = _train_overrides(context.config, family) + [
             f"data.shards={context.records['preprocess'].outputs['shards']}",
             f"loss.prior={prior.outputs['prior']}",
         ]
