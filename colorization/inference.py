@@ -34,7 +34,6 @@ from PIL import Image
 
 from colorization.color.gamut import fit_ab_to_gamut
 from colorization.color.lab import join_lab, lab_to_rgb, rgb_to_lab, split_lab
-from colorization.errors import UserError
 from colorization.families import DecodeOptions, Outputs, adapter_for
 from colorization.families.larsson import LARSSON_DECODERS
 from colorization.families.zhang import ZHANG_DECODERS
@@ -43,34 +42,21 @@ from colorization.models.checkpoint import load_checkpoint
 
 __all__ = ["Colorizer", "DecodeOptions", "LARSSON_DECODERS", "ZHANG_DECODERS", "TILE_PIXELS", "load_model"]
 
-# Full-resolution work (upsample, Lab join, gamut fit) runs on at most this many pixels at once: about 2 Mpx of
+# Full-resolution work (upsample, Lab join, gamut fit) runs on at most this many pixels at once: about 1 Mpx of
 # float32 temporaries (~150 MB). Larger images go in bands of rows; images of one size batch up to this total.
-TILE_PIXELS = 1 << 21
+TILE_PIXELS = 1 << 20
 MODEL_URI_PREFIX = "models:/"
 
 
 def load_model(source: str | Path, *, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """A network from a checkpoint file or a ``models:/NAME@ALIAS`` URI (through ``colorization.model_source``).
+    """A network from a checkpoint file or a ``models:/NAME@ALIAS`` URI (``colorization.model_source``).
 
     Raises:
-        UserError: one line when the file is missing, unreadable or not a colorization checkpoint, or when the
-            registry URI cannot be resolved.
+        UserError: one line when the file is missing, fails validation, or the registry URI names nothing.
     """
-    text = str(source)
-    if text.startswith(MODEL_URI_PREFIX):
-        try:
-            from colorization import model_source
-        except ImportError:
-            raise UserError(f"{text}: model registry URIs need colorization.model_source, not installed") from None
-        loaded = model_source.load_model(text, device=device)
-        return loaded[0] if isinstance(loaded, tuple) else loaded
-    path = Path(text)
-    if not path.is_file():
-        raise UserError(f"model {text}: no such checkpoint file")
-    try:
-        model, _ = load_checkpoint(path, device=device)
-    except (ValueError, KeyError, TypeError, OSError) as error:
-        raise UserError(f"model {text}: not a usable colorization checkpoint ({error})") from None
+    from colorization.model_source import load_model as load_from_source  # registry support imports MLflow lazily
+
+    model, _ = load_from_source(str(source), device=device)
     return model
 
 
@@ -329,7 +315,7 @@ class Colorizer:
         size = (self.working_size, self.working_size)
         working = image_to_tensor(image.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0))[None]
         ab = self.decode_ab(self.predict(working.to(self.device)), options)[0]
-        pixels = torch.from_numpy(np.asarray(image)).permute(2, 0, 1)  # (3, H, W) uint8 view, no float copy
+        pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)  # (3, H, W) uint8, never a float copy
         out = np.empty((image.height, image.width, 3), dtype=np.uint8)
         self._render_banded(pixels, ab, out=out)
         return Image.fromarray(out, mode="RGB")

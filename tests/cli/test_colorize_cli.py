@@ -51,10 +51,15 @@ def test_colorize_all_good_returns_zero(tmp_path, dev_image_paths):
 
 
 def test_colorize_clear_errors(tmp_path, capsys):
-    assert main(["colorize", str(tmp_path), "--checkpoint", str(tmp_path / "none.safetensors"),
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    assert main(["colorize", str(inputs), "--checkpoint", str(tmp_path / "none.safetensors"),
                  "--out", str(tmp_path / "o")]) == 2
-    assert "checkpoint not found" in capsys.readouterr().err
+    assert "none.safetensors: no such file" in capsys.readouterr().err
     checkpoint = make_checkpoint(tmp_path)
-    assert main(["colorize", str(tmp_path), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o"),
+    assert main(["colorize", str(inputs), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o"),
                  "--decoder", "median"]) == 2
     assert "not a Zhang decoder" in capsys.readouterr().err
+    assert main(["colorize", str(inputs), "--checkpoint", str(checkpoint), "--out", str(inputs / "o")]) == 2
+    assert "lies inside the input" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists() and not (inputs / "o").exists()

@@ -84,7 +84,7 @@ def test_models_that_are_not_colorizers_fail_before_any_work(tmp_path, image_fol
     text = tmp_path / "notes.safetensors"
     text.write_text("not a checkpoint")
     for source, pattern in ((str(text), "not a usable colorization checkpoint"),
-                            (str(tmp_path / "missing.safetensors"), "no such checkpoint file")):
+                            (str(tmp_path / "missing.safetensors"), "no such file")):
         with pytest.raises(UserError, match=pattern) as caught:
             run(EvaluateConfig(models=(source,), out=tmp_path / "out", images=image_folder, use_ray=True))
         assert "\n" not in str(caught.value)
