@@ -49,17 +49,17 @@ def photos(count: int) -> list[bytes]:
     return out
 
 
-def direct_ms(colorizer: Colorizer, bodies: list[bytes], repeats: int) -> list[float]:
-    """Per image: the Colorizer's own call on an already decoded image (what Serve adds everything else to)."""
-    tensors = [image_to_tensor(decode_image(body).rgb) for body in bodies]
-    colorizer.colorize_tensors(tensors[:1])  # warm-up
-    times = []
-    for _ in range(repeats):
-        for tensor in tensors:
-            start = time.perf_counter()
-            colorizer.colorize_tensors([tensor])
-            times.append((time.perf_counter() - start) * 1000)
-    return times
+def direct_ms(colorizer: Colorizer, tensor: torch.Tensor) -> float:
+    """One image through the Colorizer's own call (already decoded: Serve adds everything else to this)."""
+    start = time.perf_counter()
+    colorizer.colorize_tensors([tensor])
+    return (time.perf_counter() - start) * 1000
+
+
+def serve_ms(url: str, body: bytes, model: str) -> float:
+    one = run_load(url, body, concurrency=1, requests_total=1, params={"model": model})
+    assert not one.errors, one.errors
+    return float(one.latencies_s[0] * 1000)
 
 
 def main() -> None:
@@ -68,6 +68,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=4, help="distinct dev photos (default %(default)s)")
     parser.add_argument("--repeats", type=int, default=2, help="passes over them at concurrency 1")
     parser.add_argument("--requests-c8", type=int, default=24, help="requests per concurrency-8 run")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating unbatched/batched runs at c=8")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores)")
     parser.add_argument("--width", type=float, default=1.0, help="Zhang width multiplier (1: the paper's network)")
     args = parser.parse_args()
@@ -77,12 +78,12 @@ def main() -> None:
 
     torch.manual_seed(0)
     model = create_model("zhang_eccv16", width_multiplier=args.width)  # 256 x 256 working size
-    direct = direct_ms(Colorizer(model, device=args.device, batch_size=1), bodies, args.repeats)
-    direct_median = statistics.median(direct)
+    colorizer = Colorizer(model, device=args.device, batch_size=1)
+    tensors = [image_to_tensor(decode_image(body).rgb) for body in bodies]
+    colorizer.colorize_tensors(tensors[:1])  # warm-up
     print(f"torch {torch.__version__}, {args.threads} threads, device {args.device}; {len(bodies)} dev photos "
           f"(<= {MAX_SIDE} px), Zhang ECCV16 (width x{args.width:g}) at 256; load average {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} cores")
-    print(f"direct Colorizer call       median {direct_median:7.1f} ms/image  ({1000 / direct_median:.2f} images/s)")
 
     from colorization.serving.settings import ModelSpec, ServingSettings
     from colorization.stages.serve import ServeConfig, run, shutdown
@@ -105,24 +106,30 @@ def main() -> None:
             url = result.url + "v1/colorize"
             for model_name in ("unbatched", "batched"):
                 run_load(url, bodies[0], concurrency=1, requests_total=2, params={"model": model_name})  # warm-up
-                latencies = []
-                for _ in range(args.repeats):
-                    for body in bodies:
-                        one = run_load(url, body, concurrency=1, requests_total=1, params={"model": model_name})
-                        assert not one.errors, one.errors
-                        latencies.append(one.latencies_s[0] * 1000)
-                median = statistics.median(latencies)
+            # interleaved, so the direct call and Serve see the same machine load
+            times: dict[str, list[float]] = {"direct": [], "unbatched": [], "batched": []}
+            for _ in range(args.repeats):
+                for body, tensor in zip(bodies, tensors):
+                    times["direct"].append(direct_ms(colorizer, tensor))
+                    for model_name in ("unbatched", "batched"):
+                        times[model_name].append(serve_ms(url, body, model_name))
+            direct_median = statistics.median(times["direct"])
+            print(f"direct Colorizer call       median {direct_median:7.1f} ms/image")
+            for model_name in ("unbatched", "batched"):
+                median = statistics.median(times[model_name])
                 print(f"Serve c=1 {model_name:<10}      median {median:7.1f} ms/request  overhead "
                       f"{median - direct_median:+7.1f} ms = {100 * (median - direct_median) / direct_median:+5.1f} % "
                       f"of the direct call")
-            throughput = {}
-            for model_name in ("unbatched", "batched"):
-                load = run_load(url, bodies[0], concurrency=8, requests_total=args.requests_c8,
-                                params={"model": model_name})
-                assert not load.errors, load.errors[:3]
-                throughput[model_name] = load.throughput
-                print(load.line(f"Serve c=8 {model_name}"))
-            print(f"batched / unbatched throughput at c=8: {throughput['batched'] / throughput['unbatched']:.2f}x")
+            throughput: dict[str, list[float]] = {"unbatched": [], "batched": []}
+            for _ in range(args.rounds):  # alternate, so both see the same machine load
+                for model_name in ("unbatched", "batched"):
+                    load = run_load(url, bodies[0], concurrency=8, requests_total=args.requests_c8,
+                                    params={"model": model_name})
+                    assert not load.errors, load.errors[:3]
+                    throughput[model_name].append(load.throughput)
+                    print(load.line(f"Serve c=8 {model_name}"))
+            ratio = statistics.mean(throughput["batched"]) / statistics.mean(throughput["unbatched"])
+            print(f"batched / unbatched throughput at c=8: {ratio:.2f}x")
         finally:
             shutdown(result.started_ray)
 
