@@ -93,17 +93,25 @@ class EvaluateWorker:
         return {"scores": np.array([pickle.dumps(self.score(batch))], dtype=object)}
 
 
-def _shard_batches(shard_paths: Sequence[Path], batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+def _shard_batches(
+    shard_paths: Sequence[Path], batch_size: int, limit: int | None = None
+) -> Iterator[dict[str, np.ndarray]]:
+    """Batches of shard rows, in file order, the first ``limit`` rows at most."""
     import pyarrow.parquet as pq
 
     from colorization.io.shards import read_shard_arrays
 
+    remaining = float("inf") if limit is None else limit
     for path in shard_paths:
         parquet = pq.ParquetFile(path)
         for group in range(parquet.num_row_groups):
             arrays = read_shard_arrays(parquet.read_row_group(group, columns=list(SHARD_COLUMNS)), SHARD_COLUMNS)
             for start in range(0, len(arrays["L"]), batch_size):
-                yield {key: value[start : start + batch_size] for key, value in arrays.items()}
+                if remaining <= 0:
+                    return
+                stop = start + int(min(batch_size, remaining))
+                remaining -= stop - start
+                yield {key: value[start:stop] for key, value in arrays.items()}
 
 
 def evaluate_locally(
@@ -112,12 +120,13 @@ def evaluate_locally(
     image_paths: Sequence[str] = (),
     shard_paths: Sequence[Path] = (),
     batch_size: int = 16,
+    shard_limit: int | None = None,
 ) -> SweepScores:
     """The single-process evaluation: the same worker over the same batches, in a plain loop."""
     total = SweepScores(worker.bins)
     for start in range(0, len(image_paths), batch_size):
         total = total + worker.score({"path": np.array(image_paths[start : start + batch_size], dtype=object)})
-    for batch in _shard_batches(shard_paths, batch_size):
+    for batch in _shard_batches(shard_paths, batch_size, shard_limit):
         total = total + worker.score(batch)
     return total
 
@@ -129,6 +138,7 @@ def evaluate_with_ray(
     shard_paths: Sequence[Path] = (),
     batch_size: int = 16,
     actors: int = 2,
+    shard_limit: int | None = None,
 ) -> SweepScores:
     """Ray Data evaluation; Ray must already be up (``distributed.runtime.ray_session``).
 
@@ -138,6 +148,7 @@ def evaluate_with_ray(
         shard_paths: Lab Parquet shards to score.
         batch_size: rows per actor call.
         actors: size of the actor pool.
+        shard_limit: score only the first N shard rows.
 
     Returns:
         The merged scores.
@@ -149,6 +160,8 @@ def evaluate_with_ray(
         dataset = ray.data.from_items([{"path": str(path)} for path in image_paths])
     else:
         dataset = ray.data.read_parquet([str(path) for path in shard_paths]).select_columns(list(SHARD_COLUMNS))
+        if shard_limit is not None:
+            dataset = dataset.limit(shard_limit)
     worker_kwargs = dict(worker_kwargs, device="cuda" if gpus else worker_kwargs.get("device", "cpu"))
     dataset = dataset.map_batches(
         EvaluateWorker,

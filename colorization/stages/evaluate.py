@@ -63,7 +63,7 @@ class EvaluateConfig:
         size: the protocol's crop size for image files.
         decoders: decoders to sweep; None: the default sweep of each family.
         temperatures: annealed-mean temperatures; None: ``evaluation.sweep.DEFAULT_TEMPERATURES``.
-        limit: score only the first N inputs (sorted).
+        limit: score only the first N inputs (sorted files, or shard rows in file order).
         use_ray: True/False, or None to use Ray from RAY_THRESHOLD inputs (always for shards).
         address: Ray cluster address; None starts a local Ray (or joins $RAY_ADDRESS).
         num_cpus: CPUs of a local Ray.
@@ -229,13 +229,14 @@ def _score(config: EvaluateConfig, models: dict, bins: np.ndarray, image_paths, 
     }
     if not use_ray:
         worker = EvaluateWorker(**worker_kwargs)
-        return evaluate_locally(worker, image_paths=image_paths, shard_paths=shard_paths, batch_size=config.batch_size)
+        return evaluate_locally(worker, image_paths=image_paths, shard_paths=shard_paths, batch_size=config.batch_size,
+                                shard_limit=config.limit)
     from colorization.distributed.runtime import ray_session
 
     with ray_session(config.address, config.num_cpus):
         return evaluate_with_ray(
             worker_kwargs, image_paths=image_paths, shard_paths=shard_paths,
-            batch_size=config.batch_size, actors=config.actors,
+            batch_size=config.batch_size, actors=config.actors, shard_limit=config.limit,
         )
 
 

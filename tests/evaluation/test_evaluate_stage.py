@@ -115,3 +115,33 @@ def test_report_files_recommendation_and_mlflow_run(tmp_path, tiny_checkpoints, 
     run_data = mlflow.get_run(result.mlflow_run_id)
     assert run_data.data.tags["model.zhang.digest"] == record["models"]["zhang"]["digest"]
     assert any(key.startswith("auc/") for key in run_data.data.metrics)
+
+
+def test_shards_score_the_stored_crops_of_the_split(tmp_path, truth_crops):
+    """A hand-built shard folder (val + train rows): only val rows are scored, --limit counts rows."""
+    import pyarrow.parquet as pq
+
+    from colorization.io.shards import _rows_to_batch, rgb8_to_quantized_lab, shard_schema
+
+    schema = shard_schema(CROP)
+    stored = [rgb8_to_quantized_lab(crop.permute(1, 2, 0).numpy(), use_table=False) for crop in truth_crops]
+    rows = [{"path": f"x{i}.JPEG", "split": "val" if i < 4 else "train", "synset": None, "label": -1,
+             "original_width": CROP, "original_height": CROP, "source_mode": "RGB", "has_alpha": False,
+             "colourless": False} for i in range(len(stored))]
+    shards = tmp_path / "shards"
+    (shards / "val").mkdir(parents=True)
+    batch = _rows_to_batch(rows, np.stack([l for l, _ in stored]), np.stack([ab for _, ab in stored]), schema)
+    pq.write_table(pa_table(batch), shards / "val" / "val-00000.parquet")
+    (shards / "manifest.json").write_text(json.dumps({"status": "complete", "shards": [
+        {"file": "val/val-00000.parquet", "split": "val"}]}))
+    result = run(EvaluateConfig(models=(), out=tmp_path / "report", shards=shards, split="val", use_ray=False,
+                                mlflow=False, samples=1, limit=5))
+    grey = result.rows[0]
+    assert grey["images"] + grey["excluded_colourless"] == 4  # 5 rows read, the fifth is a train row
+    assert "samples.png" in result.files
+
+
+def pa_table(batch):
+    import pyarrow as pa
+
+    return pa.Table.from_batches([batch])
