@@ -2,7 +2,7 @@
 
 The logged model is an MLflow "models from code" pyfunc: the code is ``colorization/tracking_pyfunc.py`` and the
 only artifact is the project's safetensors checkpoint (weights + family + config). Registration adds a version
-to the registered model (by default named after the variant, e.g. ``zhang-eccv16``) and points an alias
+to the registered model (by default named after the model family, e.g. ``zhang-eccv16``) and points an alias
 (``candidate``) at it, so ``colorization colorize --checkpoint models:/zhang-eccv16@candidate`` and
 ``colorization.model_source.load_model`` find the newest trained network. Promoting a candidate (e.g. to
 ``champion`` after evaluation) is one ``set_registered_model_alias`` call.
@@ -43,9 +43,9 @@ class RegisteredModel:
     model_uri: str
 
 
-def registered_name_for(variant: str) -> str:
-    """The default registered name of a variant: ``zhang_eccv16`` -> ``zhang-eccv16``."""
-    return variant.replace("_", "-")
+def registered_name_for(family: str) -> str:
+    """The default registered name of a model family: ``zhang_eccv16`` -> ``zhang-eccv16``."""
+    return family.replace("_", "-")
 
 
 def _signature():
@@ -67,7 +67,7 @@ def log_and_register(
     Args:
         checkpoint: the final safetensors checkpoint.
         run_id: the training run the model belongs to (reopened if it has ended).
-        registered_name: registered model name, e.g. ``registered_name_for(variant)``.
+        registered_name: registered model name, e.g. ``registered_name_for(family)``.
         alias: alias to move to the new version.
 
     Returns:

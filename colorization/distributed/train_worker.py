@@ -25,7 +25,7 @@ import torch
 from colorization.training.config import TrainConfig
 from colorization.training.loop import LoopStart, Snapshot, TrainHooks, TrainSummary, ValidationResult
 
-__all__ = ["train_worker", "MlflowLogger", "RayReporter", "RUN_ID_KEY"]
+__all__ = ["train_worker", "MlflowLogger", "RayReporter", "SyncCalibration", "RUN_ID_KEY"]
 
 RUN_ID_KEY = "mlflow_run_id"  # in the training state's extra and the model's metadata
 
@@ -71,19 +71,26 @@ class MlflowLogger(TrainHooks):
         self.mlflow.end_run()
 
 
-class RayReporter(TrainHooks):
-    """Every rank reports at each checkpoint (Ray needs all of them); rank 0 attaches the checkpoint folder."""
+class SyncCalibration(TrainHooks):
+    """After the loop's calibration (Larsson's hypercolumn balancing, on each rank's own first batch), every rank
+    takes rank 0's weights, so DDP starts from one network (DDP broadcast them once, before the calibration)."""
 
-    def __init__(self, model: torch.nn.Module, rank: int, world_size: int, run_id: str) -> None:
-        self.model, self.rank, self.world_size, self.run_id = model, rank, world_size, run_id
+    def __init__(self, model: torch.nn.Module, world_size: int) -> None:
+        self.model, self.world_size = model, world_size
 
     def on_start(self, start: LoopStart) -> None:
-        # Each rank calibrated (Larsson's balancing) on its own first batch; DDP must start from one set of weights.
         if self.world_size > 1 and start.calibration and torch.distributed.is_initialized():
             from colorization.families import adapter_for
 
             for tensor in adapter_for(self.model).core(self.model).state_dict().values():
                 torch.distributed.broadcast(tensor, src=0)
+
+
+class RayReporter(TrainHooks):
+    """Every rank reports at each checkpoint (Ray needs all of them); rank 0 attaches the checkpoint folder."""
+
+    def __init__(self, rank: int, run_id: str) -> None:
+        self.rank, self.run_id = rank, run_id
 
     def on_checkpoint(self, step: int, snapshot: Snapshot, final: bool) -> None:
         import ray.train
@@ -177,7 +184,7 @@ def train_worker(config: dict) -> None:
         shard, train, train.per_worker_batch(world_size), device, seed=train.seed * 7919 + rank + start_step
     )
 
-    hooks: list[TrainHooks] = [RayReporter(model, rank, world_size, config["run_id"])]
+    hooks: list[TrainHooks] = [SyncCalibration(model, world_size), RayReporter(rank, config["run_id"])]
     validate = None
     if rank == 0:
         hooks.append(ProgressLine())

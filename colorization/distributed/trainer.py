@@ -14,7 +14,7 @@ before Ray starts). It
    ``OUT/checkpoints/step_<n>`` (the plain path's layout), so re-running the same command resumes, and
    ``FailureConfig(max_failures)`` restarts failed workers from the newest checkpoint;
 5. publishes ``OUT/model.safetensors``, logs it to the MLflow run as a pickle-free pyfunc and registers it as
-   ``<variant>@candidate`` (``colorization/model_registry.py``); writes ``OUT/summary.json``.
+   ``<family>@candidate``, e.g. ``zhang-eccv16@candidate`` (``colorization/model_registry.py``); writes ``OUT/summary.json``.
 
 On a cluster, ``OUT`` must be on storage every node sees (NFS, or a mounted bucket): it is Ray Train's
 ``storage_path``. See docs/training-cluster.md.
@@ -47,7 +47,8 @@ class RayTrainOptions:
             per node: what the 2-node test forces), STRICT_PACK.
         data_cpus: CPUs Ray Data may use for the ingest; None: whatever the workers leave (CPU training) or no
             limit (GPU training).
-        registered_model: registry name of the final model; None: the variant's (``zhang-eccv16``).
+        registered_model: registry name of the final model; None: the family's (``zhang-eccv16``,
+            ``larsson-hypercolumn``), so ``models:/zhang-eccv16@candidate`` is the newest trained Zhang network.
         alias: alias moved to the new version.
         register: log and register the final model (a few seconds).
     """
@@ -80,16 +81,18 @@ def _prior_params(prior: str | None) -> dict[str, Any]:
     return params
 
 
-def _class_weights(train) -> list[float] | None:
+def _family_and_weights(train) -> tuple[str, list[float] | None]:
+    """The model family (names the registered model) and the rebalancing weights from the prior, if any."""
     import torch
 
+    from colorization.models.registry import family_of
     from colorization.training.loop import build_model
     from colorization.training.rebalancing import class_weights_from_prior
 
     with torch.random.fork_rng(devices=[]):
         model = build_model(train)
     weights = class_weights_from_prior(train.loss.prior, model, train.loss.uniform_mix)
-    return None if weights is None else weights.tolist()
+    return family_of(model), None if weights is None else weights.tolist()
 
 
 def _data_cpus(train, options: RayTrainOptions) -> float | None:
@@ -104,8 +107,8 @@ def _data_cpus(train, options: RayTrainOptions) -> float | None:
     left = total - train.scaling.num_workers * train.scaling.cpus_per_worker
     if left < _MIN_DATA_CPUS:
         raise UserError(
-            f"scaling: {train.scaling.num_workers} worker(s) x scaling.cpus_per_worker={train.scaling.cpus_per_worker:g} "
-            f"take {total - max(left, 0):g} of the {total:g} CPUs and leave none for Ray Data's reading; lower "
+            f"scaling: {train.scaling.num_workers} worker(s) x "
+            f"scaling.cpus_per_worker={train.scaling.cpus_per_worker:g} take {total - max(left, 0):g} of the {total:g} CPUs and leave none for Ray Data's reading; lower "
             "scaling.cpus_per_worker (fractions are fine, e.g. 0.5) or scaling.num_workers"
         )
     return left
@@ -199,7 +202,7 @@ def run_ray_training(stage_config, checked, options: RayTrainOptions | None = No
     options = options or RayTrainOptions()
     train = stage_config.train
     out = Path(stage_config.out).resolve()
-    class_weights = _class_weights(train)
+    family, class_weights = _family_and_weights(train)
     params = {
         **train.flatten(),
         "data.manifest_digest": checked.manifest_digest,
@@ -208,11 +211,11 @@ def run_ray_training(stage_config, checked, options: RayTrainOptions | None = No
         "ray.placement_strategy": options.placement_strategy,
         "ray.max_failures": stage_config.max_failures,
     }
-    tracking_uri, experiment_id = configure_tracking(stage_config.experiment, stage_config.tracking_uri)
-    run_id, continued = _run_id(out, checked, experiment_id)
     started = time.perf_counter()
     with ray_session(stage_config.address, stage_config.num_cpus):
-        data_cpus = _data_cpus(train, options)
+        data_cpus = _data_cpus(train, options)  # before the MLflow run: a refused config leaves no empty run
+        tracking_uri, experiment_id = configure_tracking(stage_config.experiment, stage_config.tracking_uri)
+        run_id, continued = _run_id(out, checked, experiment_id)
         loop_config = {
             "train": train.to_dict(),
             "run_id": run_id,
@@ -239,7 +242,7 @@ def run_ray_training(stage_config, checked, options: RayTrainOptions | None = No
         registered = log_and_register(
             model_path,
             run_id=run_id,
-            registered_name=options.registered_model or registered_name_for(train.model.variant),
+            registered_name=options.registered_model or registered_name_for(family),
             alias=options.alias,
         )
     metrics = dict(result.metrics or {})

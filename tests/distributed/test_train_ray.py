@@ -1,0 +1,105 @@
+"""The Ray path of training end to end on the session's local Ray: MLflow record, registry, models:/ loading,
+resuming by re-running the same command, and the checks that refuse a run before Ray starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.distributed.train_helpers import model_bins, stage_config, write_prior
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+def _metric_steps(client, run_id: str, key: str) -> dict[int, float]:
+    return {metric.step: metric.value for metric in client.get_metric_history(run_id, key)}
+
+
+def test_ray_run_logs_registers_and_resumes(ray_session, mixed_shards: Path, tmp_path: Path):
+    """Two calls with one output: the first trains 4 steps, the second continues to 6 in the same MLflow run."""
+    from mlflow import MlflowClient
+    from safetensors.torch import load_file
+
+    from colorization.model_source import load_model
+    from colorization.stages.train import check_inputs, run
+
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    prior = write_prior(tmp_path / "prior", model_bins("zhang_eccv16_w8", input_size=32))
+    out = tmp_path / "run"
+    common = [
+        f"loss.prior={prior}",
+        "data.resize=null",  # crops cut by Ray Data from the stored 64 px images
+        "data.crop=32",
+        "data.val_size=32",
+        "cadence.log_every=1",
+        "cadence.validate_every=2",
+        "cadence.checkpoint_every=2",
+    ]
+    first_config = stage_config(mixed_shards, out, tracking_uri, *common, "schedule.max_steps=4")
+    digest = check_inputs(first_config).manifest_digest
+    first = run(first_config)
+    assert (first.step, first.start_step, first.skipped) == (4, 0, False)
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    run_id = first.mlflow_run_id
+    record = client.get_run(run_id)
+    params = record.data.params
+    assert params["optimizer.lr"] == "0.001" and params["model.variant"] == "zhang_eccv16_w8"
+    assert params["data.manifest_digest"] == digest
+    assert params["prior.path"] == str((prior / "ab_prior.npz").resolve())
+    for key in ("loss", "loss_unweighted", "lr", "images_per_s", "data_wait_fraction"):
+        assert sorted(_metric_steps(client, run_id, key)) == [1, 2, 3, 4], key
+    assert sorted(_metric_steps(client, run_id, "val_rebalanced_auc")) == [2, 4]
+    samples = [item.path for item in client.list_artifacts(run_id, "samples")]
+    assert samples and all(path.endswith(".png") for path in samples)
+    assert "train_config.json" in [item.path for item in client.list_artifacts(run_id)]
+
+    version = client.get_model_version_by_alias("zhang-eccv16", "candidate")
+    assert version.run_id == run_id
+    model, metadata = load_model("models:/zhang-eccv16@candidate", tracking_uri=tracking_uri)
+    published = load_file(str(out / "model.safetensors"))
+    assert metadata["extra"]["step"] == 4 and metadata["extra"]["registry_version"] == str(version.version)
+    assert set(model.state_dict()) == set(published)
+    assert all(torch.equal(tensor, published[name]) for name, tensor in model.state_dict().items())
+
+    second = run(stage_config(mixed_shards, out, tracking_uri, *common, "schedule.max_steps=6"))
+    assert (second.step, second.start_step, second.mlflow_run_id) == (6, 4, run_id)
+    assert _metric_steps(client, run_id, "resumed_from_step") == {4: 4.0}
+    assert sorted(_metric_steps(client, run_id, "loss")) == [1, 2, 3, 4, 5, 6]  # no step trained twice
+    assert len(client.search_runs([record.info.experiment_id])) == 1
+    newest = client.get_model_version_by_alias("zhang-eccv16", "candidate")
+    assert int(newest.version) == int(version.version) + 1
+    again = run(stage_config(mixed_shards, out, tracking_uri, *common, "schedule.max_steps=6"))
+    assert again.skipped and again.step == 6
+
+
+def test_prior_with_other_bins_is_refused_before_ray_starts(mixed_shards: Path, tmp_path: Path, monkeypatch):
+    from colorization.distributed import runtime
+    from colorization.errors import UserError
+    from colorization.stages.train import run
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray was started for a config that should have been refused")
+
+    monkeypatch.setattr(runtime, "init_ray", no_ray)
+    bins = model_bins("zhang_eccv16_w8", input_size=32)
+    prior = write_prior(tmp_path / "prior", bins[:-1])  # one bin short: a prior of another bin set
+    config = stage_config(mixed_shards, tmp_path / "run", f"sqlite:///{tmp_path / 'db'}", f"loss.prior={prior}")
+    with pytest.raises(UserError, match="bins"):
+        run(config)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_cpu_workers_must_leave_a_cpu_to_ray_data(ray_session, mixed_shards: Path, tmp_path: Path):
+    """The 2-core deadlock (workers hold every CPU, Ray Data never reads) becomes one clear line."""
+    from colorization.errors import UserError
+    from colorization.stages.train import run
+
+    cpus = ray_session.cluster_resources()["CPU"]
+    config = stage_config(
+        mixed_shards, tmp_path / "run", f"sqlite:///{tmp_path / 'db'}", f"scaling.cpus_per_worker={cpus}"
+    )
+    with pytest.raises(UserError, match="none for Ray Data"):
+        run(config)
