@@ -51,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--threads", type=int, default=None, help="torch threads per model replica (default: --model-cpus)")
     parser.add_argument("--device", default=defaults.device, help="torch device of the models, e.g. cuda (default cpu)")
+    parser.add_argument(
+        "--tracking-uri", default=None, help="MLflow store of models:/ sources (default $MLFLOW_TRACKING_URI or sqlite)"
+    )
     parser.add_argument("--address", default=None, help="Ray cluster to join (default: $RAY_ADDRESS, else local)")
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (default: enough)")
 
@@ -69,6 +72,7 @@ def settings_from_args(args: argparse.Namespace) -> ServingSettings:
         model_num_cpus=args.model_cpus,
         torch_threads=args.threads,
         device=args.device,
+        tracking_uri=args.tracking_uri,
     )
 
 

@@ -41,7 +41,7 @@ class ColorizerDeployment:
         self.spec = ModelSpec(**spec)
         threads = self.settings.torch_threads or max(1, int(self.settings.model_num_cpus))
         torch.set_num_threads(threads)
-        model, _ = load_served_model(self.spec, self.settings.device)
+        model, _ = load_served_model(self.spec, self.settings.device, self.settings.tracking_uri)
         batch_size = self.settings.batch_size_of(self.spec)
         self.worker = ModelWorker(self.spec, model, max_batch_size=batch_size, cache_bytes=self.settings.cache_bytes)
         self.colorize.set_max_batch_size(batch_size)

@@ -1,13 +1,13 @@
 """A served model from the server's configuration: a checkpoint file or an MLflow registry URI.
 
-Checkpoint files are this project's safetensors (no pickle). ``models:/NAME@ALIAS`` goes through the training
-stage's loader (``colorization.model_source.load_model``) when that module is installed; until it is, such a
-source is refused with a clear message before Ray starts.
+Both go through the project's one loader, ``colorization.model_source.load_model``: checkpoint files are this
+project's safetensors (validated, no pickle); ``models:/NAME@ALIAS`` (or ``/VERSION``) downloads the registered
+version's safetensors artifact from the tracking store named in the settings (resolved once, by the driver, so
+every replica reads the same store).
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +17,11 @@ from colorization.errors import UserError
 from colorization.serving.settings import ModelSpec
 
 
-def check_source(spec: ModelSpec) -> None:
-    """Fails fast (before Ray starts) on a source that cannot load: a missing or foreign file, no registry loader."""
+def check_source(spec: ModelSpec, tracking_uri: str | None = None) -> None:
+    """Fails fast (before Ray starts) on a source that cannot load: a missing or foreign file, an unknown model,
+    alias or version in the registry (registry models are loaded once here to find out)."""
     if spec.is_registry_uri:
-        _registry_loader(spec)
+        load_served_model(spec, "cpu", tracking_uri)
     elif not Path(spec.source).is_file():
         raise UserError(f"model {spec.name!r}: checkpoint not found: {spec.source}")
     else:
@@ -32,28 +33,17 @@ def check_source(spec: ModelSpec) -> None:
             raise UserError(f"model {spec.name!r}: {error}") from None
 
 
-def _registry_loader(spec: ModelSpec):
-    try:
-        module = importlib.import_module("colorization.model_source")
-    except ModuleNotFoundError:
-        raise UserError(
-            f"model {spec.name!r}: {spec.source} needs the MLflow model loader (colorization.model_source), which "
-            "this installation lacks; serve a checkpoint file instead"
-        ) from None
-    return module.load_model
-
-
-def load_served_model(spec: ModelSpec, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+def load_served_model(
+    spec: ModelSpec, device: str = "cpu", tracking_uri: str | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
     """Loads ``spec`` in eval mode on ``device``.
 
     Returns:
-        (model, metadata): metadata is the checkpoint's (``family``, ``config``, ``extra``) or the loader's.
+        (model, metadata): the checkpoint's ``family``, ``config``, ``extra`` (registry URIs add the version).
     """
-    if spec.is_registry_uri:
-        return _registry_loader(spec)(spec.source, device)
-    from colorization.models.checkpoint import load_checkpoint
+    from colorization.model_source import load_model
 
     try:
-        return load_checkpoint(spec.source, device=device)
-    except (OSError, ValueError, KeyError) as error:
-        raise UserError(f"model {spec.name!r}: cannot load {spec.source}: {error}") from None
+        return load_model(spec.source, device, tracking_uri=tracking_uri)
+    except UserError as error:
+        raise UserError(f"model {spec.name!r}: {error}") from None

@@ -75,6 +75,8 @@ class ServingSettings:
         torch_threads: intra-op threads per model replica; None uses max(1, model_num_cpus).
         device: torch device of the model replicas (``cuda`` puts each on a GPU: one GPU per replica).
         api_key_env: name of the environment variable holding the API key (unset or empty: no key needed).
+        tracking_uri: the MLflow store of ``models:/`` sources (None: $MLFLOW_TRACKING_URI or ./mlflow.db, resolved
+            by the driver before the replicas start).
     """
 
     models: tuple[ModelSpec, ...]
@@ -90,6 +92,7 @@ class ServingSettings:
     torch_threads: int | None = None
     device: str = "cpu"
     api_key_env: str = API_KEY_ENV
+    tracking_uri: str | None = None
 
     def __post_init__(self) -> None:
         if not self.models:

@@ -14,7 +14,7 @@ import os
 import signal
 import socket
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from colorization.errors import UserError
 from colorization.serving.settings import DEFAULT_HOST, DEFAULT_PORT, ServingSettings
@@ -94,8 +94,15 @@ def run(config: ServeConfig) -> ServeResult:
     """Deploys the app (and blocks while it serves when ``config.block``)."""
     from colorization.serving.model_loading import check_source
 
+    if any(spec.is_registry_uri for spec in config.settings.models):
+        from colorization.tracking import resolve_tracking_uri
+
+        # every replica must read the driver's store (a relative ./mlflow.db would differ per worker)
+        config = replace(config, settings=replace(
+            config.settings, tracking_uri=resolve_tracking_uri(config.settings.tracking_uri)
+        ))
     for spec in config.settings.models:
-        check_source(spec)
+        check_source(spec, config.settings.tracking_uri)
     import ray
 
     local = not (config.address or os.environ.get("RAY_ADDRESS") or ray.is_initialized())

@@ -35,7 +35,8 @@ class LoadResult:
         return (
             f"{label:<26} c={self.concurrency:<3} n={self.requests:<4} errors={len(self.errors)} "
             f"p50={self.percentile_ms(50):7.1f} ms  p99={self.percentile_ms(99):7.1f} ms  "
-            f"{self.throughput:6.2f} req/s  max batch={max(self.batch_sizes, default=0)}"
+            f"{self.throughput:6.2f} req/s  batch mean={np.mean(self.batch_sizes) if self.batch_sizes else 0:.1f} "
+            f"max={max(self.batch_sizes, default=0)}"
         )
 
 
