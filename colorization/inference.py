@@ -308,7 +308,7 @@ class Colorizer:
                 results[index] = tensor_to_image(rgb)
         for index, image in enumerate(images):
             if results[index] is None:
-                results[index] = self._colorize_large(image.convert("RGB"), options)
+                results[index] = self._colorize_large(image if image.mode == "RGB" else image.convert("RGB"), options)
         return results
 
     def _colorize_large(self, image: Image.Image, options: DecodeOptions | None) -> Image.Image:
