@@ -27,12 +27,15 @@ def tiny_colorizer(**kwargs) -> Colorizer:
 
 def test_bands_equal_the_whole_image(dev_image_paths):
     photo = Image.open(dev_image_paths[3]).convert("RGB").resize((301, 217))
-    whole = tiny_colorizer().colorize_images([photo])[0]
-    banded = tiny_colorizer(tile_pixels=15000).colorize_images([photo])[0]  # 49-row bands, never the whole image
-    difference = np.abs(np.asarray(whole, dtype=int) - np.asarray(banded, dtype=int))
-    assert difference.max() <= 1 and difference.mean() < 0.01  # float rounding of the upsampling weights only
-    tensors = tiny_colorizer(tile_pixels=15000).colorize_tensors([torch.from_numpy(np.asarray(photo)).permute(2, 0, 1)])
-    assert tensors[0].shape == (3, 217, 301)
+    pixels = torch.from_numpy(np.asarray(photo)).permute(2, 0, 1).float() / 255
+    whole = tiny_colorizer().colorize_tensors([pixels])[0]
+    banded = tiny_colorizer(tile_pixels=15000).colorize_tensors([pixels])[0]  # 49-row bands, never the whole image
+    assert banded.shape == (3, 217, 301)
+    assert (whole - banded).abs().max() < 2e-3  # float rounding of the upsampling weights only
+    # PIL inputs above tile_pixels never become float tensors: PIL shrinks them, bands go to an 8-bit output
+    large = tiny_colorizer(tile_pixels=15000).colorize_images([photo])[0]
+    difference = np.abs(np.asarray(large, dtype=int) - np.asarray(tiny_colorizer().colorize_images([photo])[0], dtype=int))
+    assert large.size == photo.size and difference.mean() < 1.0  # PIL's and torch's bicubic working resize differ
 
 
 def test_a_one_pixel_strip(dev_image_paths):
