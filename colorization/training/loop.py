@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -349,7 +350,9 @@ def train_loop(
                     "the run diverged; lower optimizer.lr or set optimizer.grad_clip"
                 )
         optimizer.zero_grad(set_to_none=True)
-        scheduler.step()
+        with warnings.catch_warnings():  # a skipped step still advances the schedule; torch warns about that
+            warnings.simplefilter("ignore", UserWarning)
+            scheduler.step()
         step += 1
         window_steps += 1
         terms_this_step["grad_norm"] = grad_norm.detach().float()
