@@ -1,0 +1,102 @@
+"""Fault tolerance for real: a training worker process is SIGKILLed from outside after the first checkpoint.
+
+No fault hook in the training code: a watcher thread waits until Ray Train has registered the first checkpoint
+(``OUT/checkpoints/checkpoint_manager_snapshot.json`` names it; a folder copied but not yet registered would not be
+restored), finds the Ray Train worker among this process's descendants (the session's local Ray) and kills it. With
+``FailureConfig(max_failures=1)`` the run must finish at the planned step, restarted from the checkpoint (not
+from step 0), in the same MLflow run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.distributed.train_helpers import stage_config
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+_WORKER_TITLE = "RayTrainWorker"
+_MAX_STEPS = 20
+_CHECKPOINT_EVERY = 4
+
+
+def _train_worker_pids() -> list[int]:
+    import psutil
+
+    pids = []
+    for process in psutil.Process().children(recursive=True):
+        try:
+            if any(_WORKER_TITLE in part for part in process.cmdline()):
+                pids.append(process.pid)
+        except psutil.Error:
+            continue
+    return pids
+
+
+def _registered_checkpoint(checkpoints: Path) -> str | None:
+    try:
+        snapshot = json.loads((checkpoints / "checkpoint_manager_snapshot.json").read_text())
+    except (OSError, ValueError):
+        return None
+    latest = snapshot.get("latest_checkpoint_result") or {}
+    return latest.get("checkpoint_dir_name")
+
+
+def _kill_after_first_checkpoint(checkpoints: Path, killed: dict, stop: threading.Event) -> None:
+    while not stop.is_set():
+        registered = _registered_checkpoint(checkpoints)
+        if registered:
+            pids = _train_worker_pids()
+            if pids:
+                killed["registered"] = registered
+                for pid in pids:
+                    os.kill(pid, signal.SIGKILL)
+                killed["pids"] = pids
+                return
+        time.sleep(0.02)
+
+
+def test_killed_worker_restarts_from_checkpoint(ray_session, mixed_shards: Path, tmp_path: Path):
+    from mlflow import MlflowClient
+
+    from colorization.stages.train import run
+
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = tmp_path / "run"
+    config = stage_config(
+        mixed_shards,
+        out,
+        tracking_uri,
+        f"schedule.max_steps={_MAX_STEPS}",
+        "schedule.lr_steps=[15]",
+        f"cadence.checkpoint_every={_CHECKPOINT_EVERY}",
+        f"cadence.log_every={_CHECKPOINT_EVERY}",
+        "cadence.validate_every=0",
+        max_failures=1,
+    )
+    killed: dict = {}
+    stop = threading.Event()
+    watcher = threading.Thread(target=_kill_after_first_checkpoint, args=(out / "checkpoints", killed, stop))
+    watcher.start()
+    try:
+        result = run(config)
+    finally:
+        stop.set()
+        watcher.join()
+
+    assert killed.get("pids"), "no training worker was killed (the run ended before its first checkpoint?)"
+    assert result.step == _MAX_STEPS
+    client = MlflowClient(tracking_uri=tracking_uri)
+    resumed = [metric.value for metric in client.get_metric_history(result.mlflow_run_id, "resumed_from_step")]
+    assert len(resumed) == 1 and resumed[0] >= _CHECKPOINT_EVERY and resumed[0] % _CHECKPOINT_EVERY == 0
+    experiment = client.get_run(result.mlflow_run_id).info.experiment_id
+    assert len(client.search_runs([experiment])) == 1  # the restarted workers continued the same run
+    logged = sorted(metric.step for metric in client.get_metric_history(result.mlflow_run_id, "loss"))
+    assert logged[-1] == _MAX_STEPS and set(range(_CHECKPOINT_EVERY, _MAX_STEPS + 1, _CHECKPOINT_EVERY)) <= set(logged)
