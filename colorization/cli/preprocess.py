@@ -26,7 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser, *, optional_paths: bool = Fal
         optional_paths: INPUT and OUTPUT may be omitted (the workflow's ``--smoke-test`` supplies them).
     """
     nargs = "?" if optional_paths else None
-    parser.add_argument("input", nargs=nargs, help="image folder (searched recursively) or ImageNet root (train/, val/)")
+    parser.add_argument(
+        "input", nargs=nargs, help="image folder (searched recursively) or ImageNet root (train/, val/)"
+    )
     parser.add_argument("output", nargs=nargs, help="output directory for the shards and manifest.json")
     parser.add_argument("--size", type=int, default=_DEFAULTS.size, help="crop side in pixels (default %(default)s)")
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray (default: all)")

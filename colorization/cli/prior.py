@@ -33,11 +33,17 @@ def add_arguments(parser: argparse.ArgumentParser, *, optional_paths: bool = Fal
         required=not optional_paths,
         help="PRIOR.npz (+ .json, .png beside it), or a directory (ab_prior.npz, .json, .png)",
     )
-    parser.add_argument("--bins", default=_DEFAULTS.bins, help="'default' (in-gamut grid of 10) or a .npy of (Q, 2) centres")
+    parser.add_argument(
+        "--bins", default=_DEFAULTS.bins, help="'default' (in-gamut grid of 10) or a .npy of (Q, 2) centres"
+    )
     parser.add_argument("--split", default=_DEFAULTS.split, help="split to count (default %(default)s)")
     parser.add_argument("--sigma", type=float, default=_DEFAULTS.sigma, help="smoothing sigma (default %(default)s)")
     parser.add_argument(
-        "--lambda", dest="uniform_mix", type=float, default=_DEFAULTS.uniform_mix, help="uniform mix (default %(default)s)"
+        "--lambda",
+        dest="uniform_mix",
+        type=float,
+        default=_DEFAULTS.uniform_mix,
+        help="uniform mix (default %(default)s)",
     )
     parser.add_argument("--method", choices=COUNT_METHODS, default=_DEFAULTS.method, help=argparse.SUPPRESS)
     parser.add_argument("--experiment", default=EXPERIMENT, help="MLflow experiment (default %(default)s)")

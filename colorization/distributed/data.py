@@ -284,7 +284,8 @@ def ab_prior_counts(shard_paths: Sequence[str | Path], bins: torch.Tensor, *, me
             readable.append(path)
     groups = _group_by_bytes(readable, PRIOR_TASK_TARGET_BYTES)
     if groups:
-        dataset = ray.data.from_items([{"files": json.dumps(group)} for group in groups], override_num_blocks=len(groups))
+        items = [{"files": json.dumps(group)} for group in groups]
+        dataset = ray.data.from_items(items, override_num_blocks=len(groups))
         dataset = dataset.map_batches(
             _count_files,
             batch_size=1,

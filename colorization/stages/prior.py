@@ -10,8 +10,8 @@ answer within seconds; a SQLite file's folder must be writable). Shards that can
 a corrupted footer or page) are reported by name with the reason, counted, and left out of the counts.
 
 Idempotent: PRIOR.json records a fingerprint of what determines the prior (the manifest's digest, each shard's
-size and modification time, the bins, the split, sigma, lambda) and the MLflow run id; when all three files exist with the same fingerprint the stage is
-skipped (no Ray, no new run) and returns the recorded run id.
+size and modification time, the bins, the split, sigma, lambda) and the MLflow run id; when all three files
+exist with the same fingerprint the stage is skipped (no Ray, no new run) and returns the recorded run id.
 """
 
 from __future__ import annotations

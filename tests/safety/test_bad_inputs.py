@@ -59,7 +59,8 @@ def world(tmp_path: Path) -> Path:
     shards = tmp_path / "shards"
     (shards / "train").mkdir(parents=True)
     (shards / "train" / "train-00000.parquet").write_bytes(b"")
-    manifest = {"status": "complete", "config": {"size": 16}, "shards": [{"file": "train/train-00000.parquet", "split": "train"}]}
+    shard = {"file": "train/train-00000.parquet", "split": "train"}
+    manifest = {"status": "complete", "config": {"size": 16}, "shards": [shard]}
     (shards / "manifest.json").write_text(json.dumps(manifest))
     return tmp_path
 
@@ -86,7 +87,8 @@ IMPORT_WEIGHTS = [
      lambda r: ["loop/o.safetensors", "symlink loop"]),
     ("text-bins", lambda r: ["random.bin", "--bins", "notes.txt", "--out", "o.safetensors"],
      lambda r: ["notes.txt", "not a .npy file"]),
-    ("bad-temperature", lambda r: ["random.bin", "--bins", "bins.npy", "--out", "o.safetensors", "--temperature", "nan"],
+    ("bad-temperature",
+     lambda r: ["random.bin", "--bins", "bins.npy", "--out", "o.safetensors", "--temperature", "nan"],
      lambda r: ["--temperature", "positive"]),
 ]
 
@@ -116,15 +118,18 @@ PREPROCESS = [
 ]
 
 PRIOR = [
-    ("no-manifest", lambda r: ["images", "--out", "p.npz"], lambda r: ["images", "run `colorization preprocess` first"]),
+    ("no-manifest", lambda r: ["images", "--out", "p.npz"],
+     lambda r: ["images", "run `colorization preprocess` first"]),
     ("shards-missing", lambda r: ["nowhere", "--out", "p.npz"], lambda r: ["nowhere", "not found"]),
     ("out-is-shards", lambda r: ["shards", "--out", "shards"], lambda r: ["shards", "is the input"]),
-    ("out-inside-shards", lambda r: ["shards", "--out", "shards/p.npz"], lambda r: ["shards/p.npz", "inside the input"]),
+    ("out-inside-shards", lambda r: ["shards", "--out", "shards/p.npz"],
+     lambda r: ["shards/p.npz", "inside the input"]),
     ("out-is-file", lambda r: ["shards", "--out", "notes.txt"], lambda r: ["notes.txt", "is a file"]),
     ("npz-is-folder", lambda r: ["shards", "--out", "prior.npz"], lambda r: ["prior.npz", "is a folder"]),
     ("out-read-only", lambda r: ["shards", "--out", "/proc/p.npz"], lambda r: ["/proc/p.npz", "not writable"]),
     ("text-bins", lambda r: ["shards", "--out", "p.npz", "--bins", "notes.txt"], lambda r: ["notes.txt", "not a .npy"]),
-    ("bins-is-out", lambda r: ["shards", "--out", "bins.npy", "--bins", "bins.npy"], lambda r: ["bins.npy", "is a file"]),
+    ("bins-is-out", lambda r: ["shards", "--out", "bins.npy", "--bins", "bins.npy"],
+     lambda r: ["bins.npy", "is a file"]),
     ("bad-sigma", lambda r: ["shards", "--out", "p.npz", "--sigma", "-1"], lambda r: ["--sigma", "positive"]),
     ("server-down", lambda r: ["shards", "--out", "p.npz", "--tracking-uri", f"http://127.0.0.1:{_closed_port()}"],
      lambda r: ["MLflow tracking server", "not reachable"]),

@@ -66,7 +66,9 @@ def test_preprocess_reports_bad_names_and_files_and_keeps_every_good_one(shards:
     assert manifest["counts"]["listed"] == GOOD_IMAGES + 3
     assert manifest["counts"]["written"] == GOOD_IMAGES + 0 and manifest["counts"]["failed"] == 3
     reasons = {failure["path"]: failure["reason"] for failure in manifest["failures"]}
-    assert reasons == {"bad-name-\\xff\\xfe.png": "bad-file-name", "empty.jpg": "zero-byte", "notes.jpg": "not-an-image"}
+    assert reasons == {
+        "bad-name-\\xff\\xfe.png": "bad-file-name", "empty.jpg": "zero-byte", "notes.jpg": "not-an-image"
+    }
 
 
 def _independent_counts(files: list[Path]) -> np.ndarray:
