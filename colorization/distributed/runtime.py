@@ -22,7 +22,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     if address:
         ray.init(address=address)  # a cluster decides its own CPUs
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False)
+        # "local": always a new single-node Ray, even when a `ray start` cluster runs on this machine
+        # (without it ray.init would join that cluster and refuse num_cpus).
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False)
     ray.data.DataContext.get_current().enable_progress_bars = False  # progress lines come from the job itself
     return True
 
