@@ -20,6 +20,7 @@ from colorization.errors import UserError
 from colorization.serving.settings import DEFAULT_HOST, DEFAULT_PORT, ServingSettings
 
 APP_NAME = "colorization"
+PROXY_TIMEOUT_MARGIN_S = 30.0  # reading a large body and encoding the result happen outside the app's timeout
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,9 @@ def run(config: ServeConfig) -> ServeResult:
 
     started = init_ray(config.address, _local_cpus(config) if local else None)
     try:
-        serve.start(http_options={"host": config.host, "port": config.port})
+        # the proxy's own timeout is a backstop behind the app's per-request one (which answers JSON 504 first)
+        backstop_s = config.settings.request_timeout_s + PROXY_TIMEOUT_MARGIN_S
+        serve.start(http_options={"host": config.host, "port": config.port, "request_timeout_s": backstop_s})
         serve.run(build_app(config.settings), name=APP_NAME, route_prefix=config.route_prefix, blocking=False)
     except BaseException:
         shutdown(started)
