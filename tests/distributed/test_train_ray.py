@@ -17,6 +17,24 @@ def _metric_steps(client, run_id: str, key: str) -> dict[int, float]:
     return {metric.step: metric.value for metric in client.get_metric_history(run_id, key)}
 
 
+def _check_pyfunc_has_no_pickle(tracking_uri: str, version: str, folder: Path) -> None:
+    """The logged model is code + one safetensors file, and MLflow's own loader colorizes with it."""
+    import mlflow
+    import numpy as np
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    uri = f"models:/zhang-eccv16/{version}"
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(folder)))
+    names = sorted(path.name for path in local.rglob("*") if path.is_file())
+    assert not [name for name in names if name.endswith((".pkl", ".pickle", ".pt", ".pth", ".cloudpickle"))], names
+    assert [name for name in names if name.endswith(".safetensors")] == ["model.safetensors"]
+    assert "tracking_pyfunc.py" in names
+    images = np.random.default_rng(0).integers(0, 256, size=(2, 24, 40, 3), dtype=np.uint8)
+    colorized = mlflow.pyfunc.load_model(uri).predict(images)
+    assert colorized.shape == images.shape and colorized.dtype == np.uint8
+
+
 def test_ray_run_logs_registers_and_resumes(ray_session, mixed_shards: Path, tmp_path: Path):
     """Two calls with one output: the first trains 4 steps, the second continues to 6 in the same MLflow run."""
     from mlflow import MlflowClient
@@ -63,6 +81,8 @@ def test_ray_run_logs_registers_and_resumes(ray_session, mixed_shards: Path, tmp
     assert metadata["extra"]["step"] == 4 and metadata["extra"]["registry_version"] == str(version.version)
     assert set(model.state_dict()) == set(published)
     assert all(torch.equal(tensor, published[name]) for name, tensor in model.state_dict().items())
+
+    _check_pyfunc_has_no_pickle(tracking_uri, version.version, tmp_path / "download")
 
     second = run(stage_config(mixed_shards, out, tracking_uri, *common, "schedule.max_steps=6"))
     assert (second.step, second.start_step, second.mlflow_run_id) == (6, 4, run_id)
