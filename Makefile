@@ -2,8 +2,8 @@
 VENV   ?= .venv
 PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-ZHANG_STEPS   ?= 120
-LARSSON_STEPS ?= 80
+ZHANG_STEPS   ?= 60
+LARSSON_STEPS ?= 60
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)

@@ -101,8 +101,11 @@ def format_report(result) -> str:
         ("Larsson model", outputs.get("train-larsson", {}).get("model")),
         ("evaluation table", outputs.get("evaluate", {}).get("report.md")),
         ("colorized samples", outputs.get("evaluate", {}).get("samples.png")),
-        ("training samples", str(Path(result.output) / "train" / "zhang" / "samples")),
     ]
+    for family in ("zhang", "larsson"):
+        samples = Path(outputs.get(f"train-{family}", {}).get("folder", "")) / "samples"
+        if samples.is_dir():
+            where.append((f"{family} val. grids", str(samples)))
     lines.append("where:")
     lines += [f"  {label:18s} {path}" for label, path in where if path]
     evaluate = next((record for record in result.stages if record.name == "evaluate"), None)
