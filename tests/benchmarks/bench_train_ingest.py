@@ -130,7 +130,7 @@ def main() -> None:
     images, seconds, cpu = (sum(r[i] for r in steady) for i in range(3))
     print(
         f"steady state (epochs 1+): {images / seconds:,.0f} images/s wall, {images / seconds / cores:,.0f} per core; "
-        f"{images / cpu:,.0f} images per CPU-second (all Ray processes; the figure a loaded machine cannot distort)"
+        f"{images / cpu:,.0f} images per CPU-second (all Ray processes; less sensitive to other jobs than wall time)"
     )
 
 
