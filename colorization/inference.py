@@ -48,15 +48,22 @@ TILE_PIXELS = 1 << 20
 MODEL_URI_PREFIX = "models:/"
 
 
-def load_model(source: str | Path, *, device: str | torch.device = "cpu") -> torch.nn.Module:
+def load_model(
+    source: str | Path, *, device: str | torch.device = "cpu", tracking_uri: str | None = None
+) -> torch.nn.Module:
     """A network from a checkpoint file or a ``models:/NAME@ALIAS`` URI (``colorization.model_source``).
+
+    Args:
+        source: checkpoint path or registry URI.
+        device: where to put the network.
+        tracking_uri: MLflow store of registry URIs (None: ``colorization.tracking``'s default).
 
     Raises:
         UserError: one line when the file is missing, fails validation, or the registry URI names nothing.
     """
     from colorization.model_source import load_model as load_from_source  # registry support imports MLflow lazily
 
-    model, _ = load_from_source(str(source), device=device)
+    model, _ = load_from_source(str(source), device=device, tracking_uri=tracking_uri)
     return model
 
 

@@ -39,6 +39,7 @@ class EvaluateWorker:
         split: for shard rows, the split to score (rows of other splits are skipped); None keeps all.
         device: torch device of the networks.
         batch_size: images per forward pass.
+        tracking_uri: MLflow store of ``models:/`` URIs.
     """
 
     def __init__(
@@ -51,12 +52,17 @@ class EvaluateWorker:
         split: str | None = None,
         device: str = "cpu",
         batch_size: int = 16,
+        tracking_uri: str | None = None,
     ) -> None:
         self.bins = np.asarray(bins, dtype=np.float64)
         self.size = size
         self.split = split
         self.colorizers = {
-            name: (Colorizer(load_model(source, device=device), device=device, batch_size=batch_size), sweeps[name])
+            name: (
+                Colorizer(load_model(source, device=device, tracking_uri=tracking_uri), device=device,
+                          batch_size=batch_size),
+                sweeps[name],
+            )
             for name, source in models
         }
 

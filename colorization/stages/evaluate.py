@@ -157,7 +157,7 @@ def _load_models(config: EvaluateConfig) -> dict[str, dict]:
 
     models = {}
     for name, source in zip(_model_names(config.models), config.models):
-        model = load_model(source, device="cpu")
+        model = load_model(source, device="cpu", tracking_uri=config.tracking_uri)
         try:
             adapter = adapter_for(model)
         except KeyError as error:
@@ -226,6 +226,7 @@ def _score(config: EvaluateConfig, models: dict, bins: np.ndarray, image_paths, 
         "split": config.split if shard_paths else None,
         "device": config.device,
         "batch_size": config.batch_size,
+        "tracking_uri": config.tracking_uri,
     }
     if not use_ray:
         worker = EvaluateWorker(**worker_kwargs)

@@ -83,11 +83,15 @@ def test_ray_result_equals_the_single_process_result(ray_session, tiny_checkpoin
 def test_models_that_are_not_colorizers_fail_before_any_work(tmp_path, image_folder):
     text = tmp_path / "notes.safetensors"
     text.write_text("not a checkpoint")
-    for source, pattern in ((str(text), "not a usable colorization checkpoint"),
+    for source, pattern in ((str(text), "notes.safetensors: not a (readable|usable)"),
                             (str(tmp_path / "missing.safetensors"), "no such file")):
         with pytest.raises(UserError, match=pattern) as caught:
             run(EvaluateConfig(models=(source,), out=tmp_path / "out", images=image_folder, use_ray=True))
         assert "\n" not in str(caught.value)
+    with pytest.raises(UserError) as caught:  # a registry alias that does not exist
+        run(EvaluateConfig(models=("models:/nothing@champion",), out=tmp_path / "out", images=image_folder,
+                           use_ray=True, tracking_uri=f"sqlite:///{tmp_path / 'registry.db'}"))
+    assert "nothing" in str(caught.value) and "\n" not in str(caught.value)
     assert not (tmp_path / "out").exists()
     with pytest.raises(UserError, match="lies inside the input"):
         run(EvaluateConfig(models=(), out=image_folder / "report", images=image_folder, use_ray=True))
