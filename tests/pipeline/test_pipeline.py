@@ -80,9 +80,14 @@ def test_pipeline_runs_every_stage_then_skips_them_on_rerun(tmp_path, ray_sessio
     versions = first.stage("register").facts["versions"]
     assert {info["alias"] for info in versions.values()} == {"champion"}
     with sqlite3.connect(database) as connection:
-        aliases = dict(connection.execute("SELECT name, version FROM registered_model_aliases").fetchall())
-    assert aliases == {info["name"]: info["version"] for info in versions.values()}
-    assert f"--model zhang=" in first.serve_command and f"--model larsson=" in first.serve_command
+        champions = connection.execute(
+            "SELECT name, version FROM registered_model_aliases WHERE alias = 'champion'"
+        ).fetchall()
+    assert {name: str(version) for name, version in champions} == {
+        info["name"]: info["version"] for info in versions.values()
+    }
+    assert "--model zhang=models:/zhang-eccv16@champion" in first.serve_command
+    assert "--model larsson=models:/larsson-hypercolumn@champion" in first.serve_command
 
     # Rerun: every stage is skipped (and says so), under the same parent run; the report says where things are.
     capsys.readouterr()
@@ -92,6 +97,7 @@ def test_pipeline_runs_every_stage_then_skips_them_on_rerun(tmp_path, ray_sessio
     assert capsys.readouterr().out.count("skipped: its outputs exist for the same config") == len(STAGES)
     report = format_report(second)
     assert "colorization serve --model zhang=" in report and str(output / "models" / "zhang.safetensors") in report
+    assert "| larsson |" in report and "| grey baseline |" in report  # the evaluation table, printed
     assert len(runs_by_id(database)) == len(runs)  # nothing logged again
     state = json.loads((output / STATE_FILE).read_text())
     assert [stage["name"] for stage in state["stages"]] == list(STAGES)
