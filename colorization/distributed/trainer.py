@@ -229,9 +229,21 @@ def run_ray_training(stage_config, checked, options: RayTrainOptions | None = No
         trainer = _trainer(stage_config, checked, options, loop_config, data_cpus)
         try:
             result = trainer.fit()
+        except (KeyboardInterrupt, SystemExit):  # Ctrl-C: Ray Train aborts the workers, ray.get exits
+            raise UserError(
+                f"training stopped (interrupted); re-run the same command to resume from the newest checkpoint in "
+                f"{out / RAY_RUN_NAME}"
+            ) from None
         except Exception as error:  # TrainingFailedError and friends: the workers' error, in one line
             raise UserError(f"training failed in the Ray workers: {type(error).__name__}: {error}") from None
     seconds = time.perf_counter() - started
+    metrics = dict(result.metrics or {})
+    if getattr(result, "error", None) is not None or not metrics.get("final"):
+        # Aborted (Ctrl-C: Ray Train stops the workers and fit returns) or failed: nothing final to publish.
+        raise UserError(
+            f"training stopped at step {metrics.get('step', 0)} of {train.schedule.max_steps} before its end; "
+            f"re-run the same command to resume from the newest checkpoint in {out / RAY_RUN_NAME}"
+        )
     folders = checkpoint_folders(out / RAY_RUN_NAME)
     if not folders:
         raise UserError(f"shards {train.data.shards}: no colourful training images to train on")
@@ -245,7 +257,6 @@ def run_ray_training(stage_config, checked, options: RayTrainOptions | None = No
             registered_name=options.registered_model or registered_name_for(family),
             alias=options.alias,
         )
-    metrics = dict(result.metrics or {})
     step = int(final.name.rsplit("_", 1)[-1])
     start_step = int(Path(checked.resume_from).name.rsplit("_", 1)[-1]) if checked.resume_from else 0
     record = {

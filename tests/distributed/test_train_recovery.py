@@ -100,3 +100,51 @@ def test_killed_worker_restarts_from_checkpoint(ray_session, mixed_shards: Path,
     assert len(client.search_runs([experiment])) == 1  # the restarted workers continued the same run
     logged = sorted(metric.step for metric in client.get_metric_history(result.mlflow_run_id, "loss"))
     assert logged[-1] == _MAX_STEPS and set(range(_CHECKPOINT_EVERY, _MAX_STEPS + 1, _CHECKPOINT_EVERY)) <= set(logged)
+
+
+def test_stopped_job_resumes_when_the_same_command_runs_again(ray_session, mixed_shards: Path, tmp_path: Path):
+    """Ctrl-C (SIGINT to the driver) after the first checkpoint stops the job without publishing a model; the
+    same command then resumes from the newest checkpoint in the same MLflow run."""
+    from mlflow import MlflowClient
+
+    from colorization.errors import UserError
+    from colorization.stages.train import run
+
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = tmp_path / "run"
+    overrides = (
+        f"schedule.max_steps={_MAX_STEPS}",
+        "schedule.lr_steps=[15]",
+        f"cadence.checkpoint_every={_CHECKPOINT_EVERY}",
+        f"cadence.log_every={_CHECKPOINT_EVERY}",
+        "cadence.validate_every=0",
+    )
+    stopped: dict = {}
+    stop = threading.Event()
+
+    def interrupt_after_first_checkpoint() -> None:
+        while not stop.is_set():
+            if _registered_checkpoint(out / "checkpoints"):
+                stopped["at"] = _registered_checkpoint(out / "checkpoints")
+                os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C in the terminal sends
+                return
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=interrupt_after_first_checkpoint)
+    watcher.start()
+    try:
+        with pytest.raises(UserError, match="re-run the same command"):
+            run(stage_config(mixed_shards, out, tracking_uri, *overrides))
+    finally:
+        stop.set()
+        watcher.join()
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Ray Train's handler stays installed otherwise
+    assert stopped.get("at") and not (out / "model.safetensors").exists()
+
+    result = run(stage_config(mixed_shards, out, tracking_uri, *overrides))
+    assert result.step == _MAX_STEPS and 0 < result.start_step < _MAX_STEPS
+    client = MlflowClient(tracking_uri=tracking_uri)
+    resumed = [metric.value for metric in client.get_metric_history(result.mlflow_run_id, "resumed_from_step")]
+    assert resumed == [result.start_step]
+    experiment = client.get_run(result.mlflow_run_id).info.experiment_id
+    assert len(client.search_runs([experiment])) == 1
