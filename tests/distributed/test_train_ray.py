@@ -1,5 +1,5 @@
 """The Ray path of training end to end on the session's local Ray: MLflow record, registry, models:/ loading,
-resuming by re-running the same command, and the checks that refuse a run before Ray starts."""
+and the checks that refuse a run before Ray starts."""
 
 from __future__ import annotations
 
@@ -35,8 +35,10 @@ def _check_pyfunc_has_no_pickle(tracking_uri: str, version: str, folder: Path) -
     assert colorized.shape == images.shape and colorized.dtype == np.uint8
 
 
-def test_ray_run_logs_registers_and_resumes(ray_session, mixed_shards: Path, tmp_path: Path):
-    """Two calls with one output: the first trains 4 steps, the second continues to 6 in the same MLflow run."""
+def test_ray_run_logs_and_registers(ray_session, mixed_shards: Path, tmp_path: Path):
+    """One Ray run of 4 steps: its MLflow record, the registered model, models:/ loading; a re-run is skipped.
+
+    Resuming (after Ctrl-C, after a killed worker) is tested in test_train_recovery.py."""
     from mlflow import MlflowClient
     from safetensors.torch import load_file
 
@@ -84,15 +86,8 @@ def test_ray_run_logs_registers_and_resumes(ray_session, mixed_shards: Path, tmp
 
     _check_pyfunc_has_no_pickle(tracking_uri, version.version, tmp_path / "download")
 
-    second = run(stage_config(mixed_shards, out, tracking_uri, *common, "schedule.max_steps=6"))
-    assert (second.step, second.start_step, second.mlflow_run_id) == (6, 4, run_id)
-    assert _metric_steps(client, run_id, "resumed_from_step") == {4: 4.0}
-    assert sorted(_metric_steps(client, run_id, "loss")) == [1, 2, 3, 4, 5, 6]  # no step trained twice
-    assert len(client.search_runs([record.info.experiment_id])) == 1
-    newest = client.get_model_version_by_alias("zhang-eccv16", "candidate")
-    assert int(newest.version) == int(version.version) + 1
-    again = run(stage_config(mixed_shards, out, tracking_uri, *common, "schedule.max_steps=6"))
-    assert again.skipped and again.step == 6
+    again = run(stage_config(mixed_shards, out, tracking_uri, *common, "schedule.max_steps=4"))
+    assert again.skipped and again.step == 4 and again.mlflow_run_id == run_id  # finished: nothing to train
 
 
 def test_prior_with_other_bins_is_refused_before_ray_starts(mixed_shards: Path, tmp_path: Path, monkeypatch):
