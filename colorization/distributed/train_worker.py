@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import torch

@@ -14,7 +14,8 @@ before Ray starts). It
    ``OUT/checkpoints/step_<n>`` (the plain path's layout), so re-running the same command resumes, and
    ``FailureConfig(max_failures)`` restarts failed workers from the newest checkpoint;
 5. publishes ``OUT/model.safetensors``, logs it to the MLflow run as a pickle-free pyfunc and registers it as
-   ``<family>@candidate``, e.g. ``zhang-eccv16@candidate`` (``colorization/model_registry.py``); writes ``OUT/summary.json``.
+   ``<family>@candidate``, e.g. ``zhang-eccv16@candidate`` (``colorization/model_registry.py``); writes
+   ``OUT/summary.json``.
 
 On a cluster, ``OUT`` must be on storage every node sees (NFS, or a mounted bucket): it is Ray Train's
 ``storage_path``. See docs/training-cluster.md.
@@ -23,7 +24,6 @@ On a cluster, ``OUT`` must be on storage every node sees (NFS, or a mounted buck
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -108,8 +108,9 @@ def _data_cpus(train, options: RayTrainOptions) -> float | None:
     if left < _MIN_DATA_CPUS:
         raise UserError(
             f"scaling: {train.scaling.num_workers} worker(s) x "
-            f"scaling.cpus_per_worker={train.scaling.cpus_per_worker:g} take {total - max(left, 0):g} of the {total:g} CPUs and leave none for Ray Data's reading; lower "
-            "scaling.cpus_per_worker (fractions are fine, e.g. 0.5) or scaling.num_workers"
+            f"scaling.cpus_per_worker={train.scaling.cpus_per_worker:g} take {total - max(left, 0):g} of the "
+            f"{total:g} CPUs and leave none for Ray Data's reading; lower scaling.cpus_per_worker (fractions are "
+            "fine, e.g. 0.5) or scaling.num_workers"
         )
     return left
 
