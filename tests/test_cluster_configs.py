@@ -195,6 +195,7 @@ def test_rayjob_entrypoints_parse_with_the_workflows(name):
     if name == "pipeline-job.yaml":
         args = parse_with_workflow(commands[0])
         assert args.gpu and args.input.startswith("/data/") and args.output.startswith("/data/")
+        assert args.size == 256 and args.zhang_recipe == "zhang-imagenet" and args.larsson_recipe == "larsson-imagenet"
 
 
 # -- Kubernetes objects and the MLflow server -----------------------------------------------------------------------
