@@ -68,7 +68,7 @@ class ColorizeWorker:
         return statuses
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Ray Data entry: rows ``source``, ``destination`` in; ``source``, ``destination``, ``status``, ``reason`` out."""
+        """Ray Data entry: ``source``, ``destination`` in; the same plus ``status`` and ``reason`` out."""
         statuses = self.process([str(s) for s in batch["source"]], [str(d) for d in batch["destination"]])
         columns = ("source", "destination", "status", "reason")
         return {name: np.array([row[i] for row in statuses], dtype=object) for i, name in enumerate(columns)}

@@ -64,7 +64,8 @@ def temperature_sweep_png(rows: list[dict[str, Any]], grey_model: str) -> bytes:
                               textcoords="offset points", xytext=(4, -10), fontsize=7)
         grey = [row for row in rows if row["model"] == grey_model]
         if grey:
-            axis.scatter([grey[0]["colourfulness_pred"]], [grey[0][key]], marker="s", color="grey", label="grey (ab = 0)")
+            axis.scatter([grey[0]["colourfulness_pred"]], [grey[0][key]], marker="s", color="grey",
+                         label="grey (ab = 0)")
         if truth:
             axis.axvline(float(np.mean(truth)), color="black", linestyle="--", linewidth=1, label="truth colourfulness")
         axis.set_xlabel("colourfulness of the predictions (Hasler & Suesstrunk)")

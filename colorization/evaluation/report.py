@@ -55,7 +55,10 @@ def report_rows(scores: SweepScores, entries: dict[str, list[SweepEntry]]) -> li
         )
     order = {GREY_MODEL: -1} | {model: index for index, model in enumerate(entries)}
     position = {(m, e.label): i for m, es in entries.items() for i, e in enumerate(es)}
-    return sorted(rows, key=lambda row: (order.get(row["model"], len(order)), position.get((row["model"], row["label"]), 0)))
+    def key(row: dict[str, Any]) -> tuple[int, int]:
+        return order.get(row["model"], len(order)), position.get((row["model"], row["label"]), 0)
+
+    return sorted(rows, key=key)
 
 
 def _cell(value: Any, form: str) -> str:
@@ -83,7 +86,9 @@ def csv_table(rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def recommend_temperature(rows: list[dict[str, Any]], model: str, margin: float = RECOMMENDATION_AUC_MARGIN) -> dict | None:
+def recommend_temperature(
+    rows: list[dict[str, Any]], model: str, margin: float = RECOMMENDATION_AUC_MARGIN
+) -> dict | None:
     """The recommended annealed-mean T of ``model`` (see the module docstring), or None without T rows.
 
     Args:

@@ -125,7 +125,10 @@ def custom_sweep(
         base = adapter.resolve_options(model, replace(default, decoder=decoder))
         variants = [replace(base, temperature=float(t)) for t in temperatures] if decoder == "annealed_mean" else [base]
         for options in variants:
-            candidates += [replace(options, chromatic_fading=f) for f in fading] if _fading_matters(options) else [options]
+            if _fading_matters(options):
+                candidates += [replace(options, chromatic_fading=value) for value in fading]
+            else:
+                candidates.append(options)
     if not candidates:
         raise ValueError(f"none of the decoders {list(wanted)} belongs to this model; it has {list(adapter.decoders)}")
     return dedupe(candidates)

@@ -167,7 +167,9 @@ def _load_models(config: EvaluateConfig) -> dict[str, dict]:
         except ValueError as error:
             raise UserError(f"model {source}: {error}") from None
         digest = None if source.startswith(MODEL_URI_PREFIX) else file_digest(source)
-        models[name] = {"source": source, "digest": digest, "family": adapter.family, "entries": entries, "model": model}
+        models[name] = {
+            "source": source, "digest": digest, "family": adapter.family, "entries": entries, "model": model,
+        }
     return models
 
 
@@ -187,7 +189,9 @@ def _inputs(config: EvaluateConfig) -> tuple[list[str], list[Path]]:
     try:
         files = shard_files(config.shards, config.split, read_manifest(config.shards))
     except FileNotFoundError:
-        raise UserError(f"--shards {config.shards} has no {MANIFEST_NAME}: run `colorization preprocess` first") from None
+        raise UserError(
+            f"--shards {config.shards} has no {MANIFEST_NAME}: run `colorization preprocess` first"
+        ) from None
     except (ValueError, OSError) as error:
         raise UserError(f"--shards {config.shards}: {error}") from None
     if not files:
@@ -212,10 +216,14 @@ def _check_outputs(config: EvaluateConfig) -> None:
     inputs += [Path(source) for source in config.models if not source.startswith("models:/")]
     check_output_dir(config.out, inputs=inputs, what="--out")
     if config.write_temperature is not None:
-        check_output_file(config.write_temperature, inputs=inputs, suffixes=(".safetensors",), what="--write-temperature")
+        check_output_file(
+            config.write_temperature, inputs=inputs, suffixes=(".safetensors",), what="--write-temperature"
+        )
 
 
-def _score(config: EvaluateConfig, models: dict, bins: np.ndarray, image_paths, shard_paths, use_ray: bool) -> SweepScores:
+def _score(
+    config: EvaluateConfig, models: dict, bins: np.ndarray, image_paths, shard_paths, use_ray: bool
+) -> SweepScores:
     from colorization.distributed.evaluate import EvaluateWorker, evaluate_locally, evaluate_with_ray
 
     worker_kwargs = {
@@ -280,7 +288,8 @@ def _samples_png(config: EvaluateConfig, models: dict, image_paths, shard_paths)
     for name, info in models.items():
         colorizer = Colorizer(info["model"], batch_size=config.batch_size)
         default = info["entries"][0]
-        columns.append((f"{name}\n{default.label}", arrays(torch.stack(colorizer.colorize_tensors(images, default.options)))))
+        colorized = torch.stack(colorizer.colorize_tensors(images, default.options))
+        columns.append((f"{name}\n{default.label}", arrays(colorized)))
     columns.append(("ground truth", arrays(truth.float() / 255.0)))
     return sample_grid_png(columns)
 

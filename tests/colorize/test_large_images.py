@@ -34,7 +34,8 @@ def test_bands_equal_the_whole_image(dev_image_paths):
     assert (whole - banded).abs().max() < 2e-3  # float rounding of the upsampling weights only
     # PIL inputs above tile_pixels never become float tensors: PIL shrinks them, bands go to an 8-bit output
     large = tiny_colorizer(tile_pixels=15000).colorize_images([photo])[0]
-    difference = np.abs(np.asarray(large, dtype=int) - np.asarray(tiny_colorizer().colorize_images([photo])[0], dtype=int))
+    small_path = tiny_colorizer().colorize_images([photo])[0]
+    difference = np.abs(np.asarray(large, dtype=int) - np.asarray(small_path, dtype=int))
     assert large.size == photo.size and difference.mean() < 1.0  # PIL's and torch's bicubic working resize differ
 
 
