@@ -99,7 +99,10 @@ def test_cadence_schedule_and_summary() -> None:
 
 def test_non_finite_gradients_skip_steps_and_repeated_ones_stop_the_run() -> None:
     config = _config(
-        "zhang", schedule={"max_steps": 50}, batch={"global_size": 2}, cadence={"validate_every": 0, "checkpoint_every": 0}
+        "zhang",
+        schedule={"max_steps": 50},
+        batch={"global_size": 2},
+        cadence={"validate_every": 0, "checkpoint_every": 0},
     )
     model = place_model(build_model(config), config, "cpu")
     before = [parameter.detach().clone() for parameter in model.parameters()]
