@@ -175,7 +175,8 @@ def test_every_pod_mounts_the_shared_claim_of_storage_yaml():
         spec = cluster_spec(yaml_documents(path)[0])
         for group in [spec["headGroupSpec"], *spec.get("workerGroupSpecs", [])]:
             pod = group["template"]["spec"]
-            claims = {v["persistentVolumeClaim"]["claimName"] for v in pod.get("volumes", []) if "persistentVolumeClaim" in v}
+            volumes = pod.get("volumes", [])
+            claims = {v["persistentVolumeClaim"]["claimName"] for v in volumes if "persistentVolumeClaim" in v}
             if path.name == "rayservice.yaml" and not claims:
                 continue  # serving reads checkpoints from MLflow's registry, not from the shared volume
             assert claims == {claim["metadata"]["name"]}, (path.name, claims)
@@ -218,7 +219,8 @@ def test_kubernetes_schema_check_can_fail():
 
 
 def test_mlflow_server_on_kubernetes_uses_postgres_and_s3_and_accepts_its_service_name():
-    documents = {(doc["kind"], doc["metadata"]["name"]): doc for doc in yaml_documents(CLUSTER / "mlflow/kubernetes.yaml")}
+    manifests = yaml_documents(CLUSTER / "mlflow/kubernetes.yaml")
+    documents = {(doc["kind"], doc["metadata"]["name"]): doc for doc in manifests}
     container = documents[("Deployment", "mlflow")]["spec"]["template"]["spec"]["containers"][0]
     assert container["args"][0] == "server"
     params = mlflow_server_params(container["args"][1:])
@@ -250,7 +252,8 @@ def test_mlflow_compose_file_is_complete():
     command = services["mlflow"]["command"]
     assert command[0] == "server"
     params = mlflow_server_params(command[1:])
-    assert params["backend_store_uri"].startswith("postgresql+psycopg2://") and "@postgres:5432/" in params["backend_store_uri"]
+    backend = params["backend_store_uri"]
+    assert backend.startswith("postgresql+psycopg2://") and "@postgres:5432/" in backend
     assert params["artifacts_destination"].startswith("s3://mlflow/")
     assert services["mlflow"]["environment"]["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
     with pytest.raises(Exception):  # the parser does refuse what MLflow does not know

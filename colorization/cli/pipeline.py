@@ -41,7 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-steps", type=int, default=None, help="optimizer steps of both trainings")
     parser.add_argument("--zhang-steps", type=int, default=None, help="optimizer steps of Zhang's (over --max-steps)")
-    parser.add_argument("--larsson-steps", type=int, default=None, help="optimizer steps of Larsson's (over --max-steps)")
+    parser.add_argument(
+        "--larsson-steps", type=int, default=None, help="optimizer steps of Larsson's (over --max-steps)"
+    )
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="training override for both recipes, e.g. --set optimizer.lr=1e-4 (repeatable)",
@@ -57,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "else sqlite:///./mlflow.db; with --smoke-test, a database in the output folder)")
     parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="MLflow experiment (default %(default)s)")
     parser.add_argument("--smoke-test", action="store_true",
-                        help="tiny sizes and the *-smoke recipes (under a minute on a CPU); temp folder unless --output")
+                        help="tiny sizes and the *-smoke recipes (seconds per stage); temp folder unless --output")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -94,7 +96,8 @@ def config_from_args(args: argparse.Namespace):
 
 def format_report(result) -> str:
     """The end of the run: each stage's time (or skipped), where everything is, how to look and how to serve."""
-    lines = ["", "pipeline: finished in %.1f s%s" % (result.seconds, " (every stage skipped)" if result.skipped else "")]
+    skipped = " (every stage skipped)" if result.skipped else ""
+    lines = ["", f"pipeline: finished in {result.seconds:.1f} s{skipped}"]
     for record in result.stages:
         state = "skipped (same config, outputs exist)" if record.skipped else f"{record.seconds:7.1f} s"
         lines.append(f"  {record.name:14s} {state}")
@@ -116,13 +119,15 @@ def format_report(result) -> str:
     lines += [f"  {label:18s} {path}" for label, path in where if path]
     evaluate = next((record for record in result.stages if record.name == "evaluate"), None)
     if evaluate and evaluate.facts.get("table") and Path(evaluate.facts["table"]).is_file():
-        lines += ["evaluation (val split):", *("  " + line for line in Path(evaluate.facts["table"]).read_text().splitlines())]
+        table = Path(evaluate.facts["table"]).read_text().splitlines()
+        lines += ["evaluation (val split):", *("  " + line for line in table)]
     register = next((record for record in result.stages if record.name == "register"), None)
     for info in (register.facts.get("versions", {}) if register else {}).values():
         lines.append(f"registered: {info['uri']}  ({info['alias_uri']})")
     uri = result.tracking_uri
     ui = f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite:") else f"open {uri}"
-    lines += [f"MLflow: parent run {result.mlflow_run_id} at {uri}  ->  {ui}", "serve both models:", f"  {result.serve_command}"]
+    lines += [f"MLflow: parent run {result.mlflow_run_id} at {uri}  ->  {ui}"]
+    lines += ["serve both models:", f"  {result.serve_command}"]
     return "\n".join(lines)
 
 

@@ -103,7 +103,8 @@ def _preprocess_execute(context: StageContext, stage_config, name: str, digest: 
 def _preprocess_summary(record: StageRecord) -> str:
     facts = record.facts
     splits = ", ".join(f"{split} {count}" for split, count in facts.get("splits", {}).items())
-    return f"{facts.get('written')} images written ({splits}), {facts.get('failed')} failed -> {record.outputs['shards']}"
+    written, failed = facts.get("written"), facts.get("failed")
+    return f"{written} images written ({splits}), {failed} failed -> {record.outputs['shards']}"
 
 
 # -- prior --------------------------------------------------------------------------------------------------------
