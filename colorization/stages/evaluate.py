@@ -17,6 +17,7 @@ default (the original checkpoint is never modified).
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -135,6 +136,11 @@ class EvaluateResult:
     temperature_checkpoint: Path | None = None
     skipped: bool = False
     models: dict[str, dict] = field(default_factory=dict)
+
+
+def _mlflow_key(text: str) -> str:
+    """``text`` with every character MLflow refuses in metric and tag names (e.g. '#', '@', ':', '=') as '_'."""
+    return re.sub(r"[^A-Za-z0-9_\-./]", "_", text)
 
 
 def _model_names(sources: tuple[str, ...]) -> list[str]:
@@ -322,14 +328,14 @@ def _log_mlflow(config: EvaluateConfig, record: dict, files: dict[str, Path], mo
     from colorization.tracking import configure_tracking
 
     configure_tracking(config.experiment, config.tracking_uri)
-    tags = {f"model.{name}.source": info["source"] for name, info in models.items()}
-    tags |= {f"model.{name}.digest": info["digest"] or "" for name, info in models.items()}
+    tags = {f"model.{_mlflow_key(name)}.source": info["source"] for name, info in models.items()}
+    tags |= {f"model.{_mlflow_key(name)}.digest": info["digest"] or "" for name, info in models.items()}
     with mlflow.start_run(run_name="evaluate", tags=tags) as run:
         mlflow.log_params({"size": config.size, "split": config.split if config.shards else "images",
                            "bins": record["bins"], "models": ",".join(models) or "none",
                            "inputs": str(config.images or config.shards)})
         for row in record["rows"]:
-            key = f"{row['model']}/{row['label']}".replace("=", "").replace(",", "").replace(" ", "_")
+            key = _mlflow_key(f"{row['model']}/{row['label']}")
             for metric in ("auc", "rebalanced_auc", "psnr", "colourfulness_pred"):
                 if isinstance(row[metric], float) and math.isfinite(row[metric]):
                     mlflow.log_metric(f"{metric}/{key}"[:250], row[metric])

@@ -149,3 +149,23 @@ def pa_table(batch):
     import pyarrow as pa
 
     return pa.Table.from_batches([batch])
+
+
+def test_models_with_the_same_file_name_are_logged_under_valid_mlflow_names(tmp_path, tiny_checkpoints, image_folder):
+    """Two checkpoints named alike become "zhang" and "zhang #2" in the table; MLflow refuses '#' in metric and tag
+    names, so the run must still be logged (under sanitized keys), not crash after the work is done."""
+    import mlflow
+
+    twin = tmp_path / "other" / tiny_checkpoints["zhang"].name
+    twin.parent.mkdir()
+    shutil.copy(tiny_checkpoints["zhang"], twin)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run(EvaluateConfig(models=(str(tiny_checkpoints["zhang"]), str(twin)), out=tmp_path / "report",
+                                images=image_folder, size=CROP, limit=2, use_ray=False, temperatures=(0.38,),
+                                decoders=("annealed_mean",), tracking_uri=uri, samples=0, write_temperature=None))
+    record = json.loads(result.files["report.json"].read_text())
+    assert sorted(record["models"]) == ["zhang", "zhang #2"]
+    mlflow.set_tracking_uri(uri)
+    logged = mlflow.get_run(result.mlflow_run_id).data
+    assert {"model.zhang.digest", "model.zhang__2.digest"} <= set(logged.tags)
+    assert sum(key.startswith("auc/zhang__2/") for key in logged.metrics) == 1
