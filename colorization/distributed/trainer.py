@@ -115,6 +115,20 @@ def _data_cpus(train, options: RayTrainOptions) -> float | None:
     return left
 
 
+def _check_local_gpus(train) -> None:
+    """UserError when GPU workers are asked of a Ray started on this machine that has fewer GPUs than workers."""
+    import ray
+
+    if not train.scaling.use_gpu:
+        return
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    if gpus < train.scaling.num_workers:
+        raise UserError(
+            f"scaling.use_gpu / --gpu: {train.scaling.num_workers} GPU worker(s) asked for, but this machine's Ray "
+            f"has {gpus} GPU(s); drop --gpu, lower --num-workers, or submit to a cluster with GPU nodes"
+        )
+
+
 def _run_id(out: Path, checked, experiment_id: str) -> tuple[str, bool]:
     """The MLflow run of this output: the one in its newest checkpoint, else a new one (named after OUT)."""
     from mlflow import MlflowClient
@@ -213,7 +227,9 @@ def run_ray_training(stage_config, checked, options: RayTrainOptions | None = No
         "ray.max_failures": stage_config.max_failures,
     }
     started = time.perf_counter()
-    with ray_session(stage_config.address, stage_config.num_cpus):
+    with ray_session(stage_config.address, stage_config.num_cpus) as started_here:
+        if started_here:  # a local Ray has no autoscaler: GPUs it lacks now never come, and fit() would wait forever
+            _check_local_gpus(train)
         data_cpus = _data_cpus(train, options)  # before the MLflow run: a refused config leaves no empty run
         tracking_uri, experiment_id = configure_tracking(stage_config.experiment, stage_config.tracking_uri)
         run_id, continued = _run_id(out, checked, experiment_id)

@@ -118,3 +118,16 @@ def test_cpu_workers_must_leave_a_cpu_to_ray_data(ray_session, mixed_shards: Pat
     )
     with pytest.raises(UserError, match="none for Ray Data"):
         run(config)
+
+
+def test_gpu_workers_on_a_local_ray_without_gpus_are_refused(ray_session):
+    """A Ray started on this machine has no autoscaler: asking it for GPU workers it lacks would wait forever."""
+    from colorization.distributed.trainer import _check_local_gpus
+    from colorization.errors import UserError
+    from colorization.training.recipes import load_recipe
+
+    gpus = int(ray_session.cluster_resources().get("GPU", 0))
+    wanted = load_recipe("zhang-smoke", ["scaling.use_gpu=true", f"scaling.num_workers={gpus + 1}"])
+    with pytest.raises(UserError, match="GPU"):
+        _check_local_gpus(wanted)
+    _check_local_gpus(load_recipe("zhang-smoke", ["scaling.use_gpu=false"]))  # CPU workers: nothing to check
