@@ -153,8 +153,7 @@ def train_worker(config: dict) -> None:
     import ray.train.torch
 
     from colorization.distributed.train_data import TRAIN_DATASET, VAL_DATASET
-    from colorization.families import LossInputs
-    from colorization.training.loop import build_model, place_model, train_loop
+    from colorization.training.loop import build_model, loss_inputs_for, place_model, train_loop
     from colorization.training.progress import ProgressLine
     from colorization.training.state import load_training_state
     from colorization.training.validation import make_validator
@@ -195,11 +194,7 @@ def train_worker(config: dict) -> None:
             validate = make_validator(
                 val_lab,
                 class_weights=class_weights,
-                loss_inputs=LossInputs(
-                    soft_encode_neighbours=train.loss.soft_encode_neighbours,
-                    soft_encode_sigma=train.loss.soft_encode_sigma,
-                    hue_weight=train.loss.hue_weight,
-                ),
+                loss_inputs=loss_inputs_for(train),
                 batch_size=train.per_worker_batch(world_size),
                 sample_images=train.cadence.sample_images,
                 device=device,

@@ -248,10 +248,9 @@ def _run_plain(config: TrainStageConfig, checked: CheckedInputs) -> TrainResult:
     """The Ray-free path: shards -> DataLoader -> the loop, on ``config.device`` (CPU or one GPU)."""
     import torch
 
-    from colorization.families import LossInputs
     from colorization.io.safe_outputs import write_json_atomic
     from colorization.training.data import read_rows, train_batches, val_lab_batch
-    from colorization.training.loop import build_model, place_model, train_loop
+    from colorization.training.loop import build_model, loss_inputs_for, place_model, train_loop
     from colorization.training.progress import ProgressLine
     from colorization.training.rebalancing import class_weights_from_prior
     from colorization.training.stage_hooks import CheckpointFolders, MetricsFile
@@ -286,11 +285,7 @@ def _run_plain(config: TrainStageConfig, checked: CheckedInputs) -> TrainResult:
         validate = make_validator(
             val_lab,
             class_weights=class_weights,
-            loss_inputs=LossInputs(
-                soft_encode_neighbours=train.loss.soft_encode_neighbours,
-                soft_encode_sigma=train.loss.soft_encode_sigma,
-                hue_weight=train.loss.hue_weight,
-            ),
+            loss_inputs=loss_inputs_for(train),
             batch_size=max(1, train.per_worker_batch(1)),
             sample_images=train.cadence.sample_images,
             device=device,

@@ -206,6 +206,19 @@ def _restore_rng(states: dict[str, torch.Tensor], loss_generator: torch.Generato
 # ---------------------------------------------------------------------------------------------------------------
 
 
+
+def loss_inputs_for(
+    config: TrainConfig, *, class_weights: torch.Tensor | None = None, generator: torch.Generator | None = None
+) -> LossInputs:
+    """The family losses' inputs from the ``loss`` section of a config (one mapping for training and validation)."""
+    return LossInputs(
+        class_weights=class_weights,
+        generator=generator,
+        soft_encode_neighbours=config.loss.soft_encode_neighbours,
+        soft_encode_sigma=config.loss.soft_encode_sigma,
+        hue_weight=config.loss.hue_weight,
+    )
+
 def train_loop(
     config: TrainConfig,
     model: nn.Module,
@@ -266,12 +279,8 @@ def train_loop(
     dtype = autocast_dtype(config, device)
     channels_last = uses_channels_last(config, device)
     network = MixedPrecision(model, dtype) if dtype is not None else model
-    loss_inputs = LossInputs(
-        class_weights=None if class_weights is None else class_weights.to(device),
-        generator=loss_generator,
-        soft_encode_neighbours=config.loss.soft_encode_neighbours,
-        soft_encode_sigma=config.loss.soft_encode_sigma,
-        hue_weight=config.loss.hue_weight,
+    loss_inputs = loss_inputs_for(
+        config, class_weights=None if class_weights is None else class_weights.to(device), generator=loss_generator
     )
     start = LoopStart(
         start_step=step,
