@@ -52,8 +52,8 @@ from colorization.io.shards import (
     build_shard,
     dequantize_ab,
     quantized_ab_bin_counts,
+    lab_column_to_numpy,
     shard_file_problem,
-    tensor_column_to_numpy,
 )
 
 __all__ = ["preprocess_to_shards", "ab_prior_counts", "COUNT_METHODS"]
@@ -182,7 +182,7 @@ def _count_table(table: pa.Table, bins: np.ndarray, method: str) -> tuple[np.nda
     keep = ~colourless
     if not keep.any():
         return np.zeros(len(bins), dtype=np.int64), 0, int(colourless.sum()), 0
-    ab = tensor_column_to_numpy(table.column("ab"))[keep]
+    ab = lab_column_to_numpy(table.column("ab"), "ab")[keep]  # either shard version; the mask copies
     pixels = int(ab.shape[0] * ab.shape[2] * ab.shape[3])
     bins_tensor = torch.from_numpy(bins.copy())  # fn_kwargs arrive read-only
     if method == "lattice":

@@ -94,8 +94,17 @@ class EvaluateWorker:
             truth = self.truth_from_files([str(path) for path in batch["path"]], scores)
         return score_batch(truth, self.colorizers, scores)
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Ray Data entry: one row holding the pickled scores of the batch (trusted: made by this worker)."""
+    def __call__(self, batch) -> dict[str, np.ndarray]:
+        """Ray Data entry: one row holding the pickled scores of the batch (trusted: made by this worker).
+
+        Shard rows arrive as a pyarrow table (L / ab of either shard version viewed as numpy), file paths as numpy.
+        """
+        import pyarrow as pa
+
+        from colorization.io.shards import read_shard_arrays
+
+        if isinstance(batch, pa.Table):
+            batch = read_shard_arrays(batch, batch.column_names)
         return {"scores": np.array([pickle.dumps(self.score(batch))], dtype=object)}
 
 
@@ -165,6 +174,9 @@ def evaluate_with_ray(
     if image_paths:
         dataset = ray.data.from_items([{"path": str(path)} for path in image_paths])
     else:
+        from colorization.io.shards import check_shard_files
+
+        check_shard_files(shard_paths, SHARD_COLUMNS)
         dataset = ray.data.read_parquet([str(path) for path in shard_paths]).select_columns(list(SHARD_COLUMNS))
         if shard_limit is not None:
             dataset = dataset.limit(shard_limit)
@@ -173,7 +185,7 @@ def evaluate_with_ray(
         EvaluateWorker,
         fn_constructor_kwargs=worker_kwargs,
         batch_size=batch_size,
-        batch_format="numpy",
+        batch_format="numpy" if image_paths else "pyarrow",  # numpy would make version 2's L / ab Python bytes
         compute=ray.data.ActorPoolStrategy(size=max(1, actors)),
         **({"num_gpus": 1} if gpus else {"num_cpus": 1}),
     )

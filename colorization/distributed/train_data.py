@@ -23,7 +23,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import ray
+
+from colorization.io.shards import LAB_COLUMNS, check_shard_files, lab_column_to_numpy
 
 __all__ = [
     "SHARD_COLUMNS",
@@ -44,7 +47,13 @@ _ROWS_PER_TASK_BATCH = 64  # rows a map task crops at once: one Parquet row grou
 
 
 def random_crop_flip(
-    lightness: np.ndarray, ab: np.ndarray, *, crop: int, flip: bool, rng: np.random.Generator
+    lightness: np.ndarray,
+    ab: np.ndarray,
+    *,
+    crop: int,
+    flip: bool,
+    rng: np.random.Generator,
+    rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A random ``crop`` x ``crop`` window of each image, mirrored left-right with probability 1/2 when ``flip``.
 
@@ -54,11 +63,13 @@ def random_crop_flip(
         crop: side of the window, at most S.
         flip: whether to mirror half of the windows.
         rng: source of the offsets and flips.
+        rows: indices of the images to crop (default: all), so dropped rows are never copied.
 
     Returns:
-        (N, 1, crop, crop) uint8 and (N, 2, crop, crop) int8, new contiguous arrays.
+        (n, 1, crop, crop) uint8 and (n, 2, crop, crop) int8 for the n rows, new contiguous arrays.
     """
-    count, _, height, width = lightness.shape
+    rows = np.arange(len(lightness)) if rows is None else np.asarray(rows)
+    count, (height, width) = len(rows), lightness.shape[-2:]
     if crop > min(height, width):
         raise ValueError(f"crop {crop} is larger than the stored images ({height} x {width})")
     tops = rng.integers(0, height - crop + 1, size=count)
@@ -66,32 +77,47 @@ def random_crop_flip(
     mirrored = rng.random(count) < 0.5 if flip else np.zeros(count, dtype=bool)
     lightness_out = np.empty((count, lightness.shape[1], crop, crop), dtype=lightness.dtype)
     ab_out = np.empty((count, ab.shape[1], crop, crop), dtype=ab.dtype)
-    for index in range(count):
-        rows = slice(tops[index], tops[index] + crop)
+    for index, row in enumerate(rows):
+        window_rows = slice(tops[index], tops[index] + crop)
         columns = slice(lefts[index], lefts[index] + crop)
         step = -1 if mirrored[index] else 1
-        lightness_out[index] = lightness[index, :, rows, columns][..., ::step]
-        ab_out[index] = ab[index, :, rows, columns][..., ::step]
+        lightness_out[index] = lightness[row, :, window_rows, columns][..., ::step]
+        ab_out[index] = ab[row, :, window_rows, columns][..., ::step]
     return lightness_out, ab_out
 
 
-def centre_crop(lightness: np.ndarray, ab: np.ndarray, *, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The central ``size`` x ``size`` window of each image (validation: the same pixels every time)."""
+def centre_crop(
+    lightness: np.ndarray, ab: np.ndarray, *, size: int, rows: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The central ``size`` x ``size`` window of each image (or of ``rows``; validation: the same pixels every
+    time), as new contiguous arrays."""
     height, width = lightness.shape[-2:]
     if size > min(height, width):
         raise ValueError(f"centre crop {size} is larger than the stored images ({height} x {width})")
     top, left = (height - size) // 2, (width - size) // 2
-    window = (..., slice(top, top + size), slice(left, left + size))
-    return np.ascontiguousarray(lightness[window]), np.ascontiguousarray(ab[window])
+    window = (slice(None), slice(None), slice(top, top + size), slice(left, left + size))
+    if rows is None:
+        return np.ascontiguousarray(lightness[window]), np.ascontiguousarray(ab[window])
+    return lightness[window][rows], ab[window][rows]  # fancy indexing copies only the windows
+
+
+def _stored_arrays(batch: pa.Table | dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(L, ab, colourless) of a batch: numpy views of a pyarrow batch's columns (either shard version), or as given."""
+    if isinstance(batch, pa.Table):
+        colourless = batch.column("colourless").to_numpy(zero_copy_only=False)
+        return (*(lab_column_to_numpy(batch.column(name), name) for name in LAB_COLUMNS), colourless)
+    return batch["L"], batch["ab"], np.asarray(batch["colourless"])
 
 
 def crop_batch(
-    batch: dict[str, np.ndarray], *, crop: int | None, flip: bool, centre: bool, seed: int | None = None
+    batch: pa.Table | dict[str, np.ndarray], *, crop: int | None, flip: bool, centre: bool, seed: int | None = None
 ) -> dict[str, np.ndarray]:
     """``map_batches`` UDF: colourless rows dropped, then a random (or centre) crop; None keeps whole images.
 
     Args:
-        batch: numpy columns ``L``, ``ab``, ``colourless`` of the shards.
+        batch: columns ``L``, ``ab``, ``colourless`` of the shards: a pyarrow table (what Ray Data hands over with
+            ``batch_format="pyarrow"``, so the fixed-size binary columns of schema version 2 are viewed in place
+            rather than turned into numpy arrays of Python bytes objects), or numpy arrays as stored.
         crop: window side; None passes the images through (the worker resizes first, then crops).
         flip: random left-right mirroring (training only).
         centre: centre crop instead of a random one (validation).
@@ -99,16 +125,17 @@ def crop_batch(
             gets different crops.
 
     Returns:
-        ``{"L": (n, 1, c, c) uint8, "ab": (n, 2, c, c) int8}`` for the n colourful rows.
+        ``{"L": (n, 1, c, c) uint8, "ab": (n, 2, c, c) int8}`` for the n colourful rows: new contiguous (writable)
+        arrays, never views of the input.
     """
-    keep = ~np.asarray(batch["colourless"], dtype=bool)
-    lightness, ab = batch["L"][keep], batch["ab"][keep]
-    if crop is not None and len(lightness):
-        if centre:
-            lightness, ab = centre_crop(lightness, ab, size=crop)
-        else:
-            lightness, ab = random_crop_flip(lightness, ab, crop=crop, flip=flip, rng=np.random.default_rng(seed))
-    return {"L": lightness, "ab": ab}
+    lightness, ab, colourless = _stored_arrays(batch)
+    keep = np.flatnonzero(~colourless.astype(bool, copy=False))
+    if crop is None or not len(keep):
+        return {"L": lightness[keep], "ab": ab[keep]}  # fancy indexing copies
+    if centre:
+        return dict(zip(("L", "ab"), centre_crop(lightness, ab, size=crop, rows=keep), strict=True))
+    rng = np.random.default_rng(seed)
+    return dict(zip(("L", "ab"), random_crop_flip(lightness, ab, crop=crop, flip=flip, rng=rng, rows=keep), strict=True))
 
 
 def shard_dataset(
@@ -134,9 +161,13 @@ def shard_dataset(
 
     Returns:
         A Ray Dataset with columns ``L`` (uint8) and ``ab`` (int8), channel-first.
+
+    Raises:
+        UserError: a file that is not a readable shard (e.g. an unknown schema version), named, from its footer.
     """
     if not files:
         raise ValueError("no shard files given")
+    check_shard_files(files, SHARD_COLUMNS)  # one line naming a bad file, before any task starts
     dataset = ray.data.read_parquet(
         [str(path) for path in files],
         file_extensions=["parquet"],
@@ -145,7 +176,7 @@ def shard_dataset(
     dataset = dataset.map_batches(
         crop_batch,
         batch_size=_ROWS_PER_TASK_BATCH,
-        batch_format="numpy",
+        batch_format="pyarrow",  # numpy would turn version 2's bytes columns into object arrays
         zero_copy_batch=True,  # the UDF only reads its input
         fn_kwargs={"crop": crop, "flip": flip and not centre, "centre": centre, "seed": seed},
     )

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 
-from colorization.io.shards import dequantize_ab, dequantize_lightness, read_shard_arrays
+from colorization.io.shards import check_shard_files, dequantize_ab, dequantize_lightness, read_shard_arrays
 from colorization.training.config import DataConfig
 
 __all__ = [
@@ -178,6 +178,7 @@ def read_rows(files: Sequence[str | Path], limit: int) -> dict[str, np.ndarray]:
         {"L": (M, 1, S, S) uint8, "ab": (M, 2, S, S) int8}, M <= limit.
     """
     parts: dict[str, list[np.ndarray]] = {L_COLUMN: [], AB_COLUMN: []}
+    check_shard_files(files)  # either shard version; a bad one is named
     remaining = limit
     for file in files:
         parquet = pq.ParquetFile(file)
@@ -213,6 +214,7 @@ class ShardRowStream(torch.utils.data.IterableDataset):
         self.files = [str(file) for file in files]
         if not self.files:
             raise ValueError("no shard files to train on")
+        check_shard_files(self.files)  # either shard version; a bad one is named
         self.groups = [
             (file, group) for file in self.files for group in range(pq.ParquetFile(file).num_row_groups)
         ]

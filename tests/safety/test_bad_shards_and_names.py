@@ -2,9 +2,11 @@
 
 * preprocess: a file name that is not UTF-8, a zero-byte image and a text file named .jpg become failure rows;
   the job never aborts, and the input folder is left exactly as it was.
-* prior: a zero-byte shard (found from its footer, before any task) and a shard whose columns are not what they
-  should be (found by the task reading it) are named with the reason and left out; the counts equal an
-  independent count over the good shards; a split with no readable shard is one error line.
+* prior: a zero-byte shard, a shard whose columns are not what they should be and a shard of an unknown schema
+  version (all found from their footers, before any task) are named with the reason and left out; the counts equal
+  an independent count over the good shards; a split with no readable shard is one error line.
+* every other reader (the plain reader, the DataLoader dataset, the Ray training ingest) refuses the unknown
+  version with the same one line naming the file.
 """
 
 from __future__ import annotations
@@ -82,6 +84,33 @@ def _independent_counts(files: list[Path]) -> np.ndarray:
     return counts.numpy()
 
 
+def _write_future_version(good: Path, path: Path) -> None:
+    """A copy of a good shard whose schema metadata says version 99 (a shard from a newer colorization)."""
+    table = pq.read_table(good)
+    metadata = json.loads(table.schema.metadata[b"colorization"])
+    metadata["schema_version"] = 99
+    pq.write_table(table.replace_schema_metadata({b"colorization": json.dumps(metadata).encode()}), path)
+
+
+def test_every_reader_refuses_an_unknown_schema_version_naming_the_file(shards: Path, tmp_path: Path) -> None:
+    from colorization.distributed.train_data import shard_dataset
+    from colorization.errors import UserError
+    from colorization.io.shards import LabShardDataset
+    from colorization.training.data import read_rows
+
+    future = tmp_path / "train-00000.parquet"
+    _write_future_version(shard_files(shards, "train")[0], future)
+    readers = [
+        lambda: read_shard_arrays(future), lambda: LabShardDataset([future]), lambda: read_rows([future], 1),
+        lambda: shard_dataset([future], crop=8),
+    ]
+    for reader in readers:
+        with pytest.raises(UserError) as caught:
+            reader()
+        assert str(caught.value).startswith(f"{future}: shard schema version 99 is not one this colorization reads")
+        assert "\n" not in str(caught.value)
+
+
 def _add_shards(shards: Path, names: list[str]) -> list[Path]:
     """Lists extra train shard files in the manifest (as if preprocess had written them); returns their paths."""
     manifest = read_manifest(shards)
@@ -92,9 +121,10 @@ def _add_shards(shards: Path, names: list[str]) -> list[Path]:
 
 def test_prior_names_and_counts_bad_shards_and_counts_the_good_ones(shards: Path, tmp_path: Path, capsys) -> None:
     good = shard_files(shards, "train")
-    empty, foreign = _add_shards(shards, ["train-00098.parquet", "train-00099.parquet"])
+    future, empty, foreign = _add_shards(shards, ["train-00097.parquet", "train-00098.parquet", "train-00099.parquet"])
+    _write_future_version(good[0], future)
     empty.write_bytes(b"")  # zero-byte: refused from its (missing) footer, before any task
-    pq.write_table(  # a Parquet file with the right column names but not our tensors: fails inside its task
+    pq.write_table(  # a Parquet file with the right column names but not our images: refused from its footer
         pa.table({"ab": pa.array([1, 2], pa.int64()), "colourless": pa.array([False, False])}), foreign
     )
     expected = _independent_counts(good)
@@ -102,12 +132,13 @@ def test_prior_names_and_counts_bad_shards_and_counts_the_good_ones(shards: Path
     out = tmp_path / "prior.npz"
     argv = ["prior", str(shards), "--out", str(out), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
     printed, _ = run_command(argv, shards.parent, capsys, status=0)
-    assert "2 shard(s) could not be read" in printed
-    assert f"{empty}: not a readable Parquet file" in printed and f"{foreign}: TypeError" in printed
+    assert "3 shard(s) could not be read" in printed
+    assert f"{empty}: not a readable Parquet file" in printed and f"{foreign}: column ab has type int64" in printed
+    assert f"{future}: shard schema version 99 is not one this colorization reads" in printed
     record = load_ab_prior(out)
     np.testing.assert_array_equal(record["counts"], expected)
     failed = sorted(failure["file"] for failure in record["metadata"]["failed_shards"])
-    assert failed == [str(empty), str(foreign)], record["metadata"]["failed_shards"]
+    assert failed == [str(future), str(empty), str(foreign)], record["metadata"]["failed_shards"]
     run_id = json.loads(out.with_suffix(".json").read_text())["mlflow_run_id"]
     assert run_id
 

@@ -1,19 +1,17 @@
-"""Tiny Lab shards written directly with pyarrow (no Ray): smooth random colour images, a few colourless ones."""
+"""Tiny Lab shards written with the library's shard writer (no Ray): smooth random colour images, a few colourless
+ones, in the current schema version."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 
 from colorization.color.lab import rgb_to_lab
 from colorization.io.manifest import MANIFEST_FORMAT, MANIFEST_NAME
-from colorization.io.shards import quantize_lab, shard_schema
+from colorization.io.shards import open_shard_writer, quantize_lab, shard_record_batch, shard_schema
 
 
 def smooth_rgb(count: int, size: int, seed: int) -> torch.Tensor:
@@ -33,23 +31,15 @@ def write_shard(path: Path, rgb: torch.Tensor, *, colourless_rows: tuple[int, ..
     lightness, ab = quantize_lab(rgb_to_lab(rgb))
     lightness[:, 0, 0, 0] = torch.arange(len(rgb), dtype=torch.uint8)
     count, size = len(rgb), rgb.shape[-1]
-    schema = shard_schema(size)
-    columns = {
-        "path": pa.array([f"{split}/{index}.png" for index in range(count)]),
-        "split": pa.array([split] * count),
-        "synset": pa.array([None] * count, type=pa.string()),
-        "label": pa.array([-1] * count, type=pa.int32()),
-        "original_width": pa.array([size] * count, type=pa.int32()),
-        "original_height": pa.array([size] * count, type=pa.int32()),
-        "source_mode": pa.array(["RGB"] * count),
-        "has_alpha": pa.array([False] * count),
-        "colourless": pa.array([index in colourless_rows for index in range(count)]),
-        "L": pa.FixedShapeTensorArray.from_numpy_ndarray(np.ascontiguousarray(lightness.numpy())),
-        "ab": pa.FixedShapeTensorArray.from_numpy_ndarray(np.ascontiguousarray(ab.numpy())),
-    }
-    table = pa.Table.from_pydict(columns).cast(schema)
+    rows = [
+        {"path": f"{split}/{index}.png", "split": split, "synset": None, "label": -1, "original_width": size,
+         "original_height": size, "source_mode": "RGB", "has_alpha": False, "colourless": index in colourless_rows}
+        for index in range(count)
+    ]
+    batch = shard_record_batch(rows, lightness.numpy(), ab.numpy(), shard_schema(size))
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path, row_group_size=row_group_size)
+    with open_shard_writer(path, size) as writer:  # the library's layout: tests read what preprocess writes
+        writer.write_batch(batch, row_group_size=row_group_size)
     return {"file": f"{path.parent.name}/{path.name}", "split": split, "rows": count,
             "colourless": len(colourless_rows)}
 
