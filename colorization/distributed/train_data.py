@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import ray
 
-from colorization.io.shards import LAB_COLUMNS, check_shard_files, lab_column_to_numpy
+from colorization.io.shard_format import LAB_COLUMNS, check_shard_files, lab_column_to_numpy
 
 __all__ = [
     "SHARD_COLUMNS",
@@ -133,9 +133,11 @@ def crop_batch(
     if crop is None or not len(keep):
         return {"L": lightness[keep], "ab": ab[keep]}  # fancy indexing copies
     if centre:
-        return dict(zip(("L", "ab"), centre_crop(lightness, ab, size=crop, rows=keep), strict=True))
-    rng = np.random.default_rng(seed)
-    return dict(zip(("L", "ab"), random_crop_flip(lightness, ab, crop=crop, flip=flip, rng=rng, rows=keep), strict=True))
+        lightness, ab = centre_crop(lightness, ab, size=crop, rows=keep)
+    else:
+        rng = np.random.default_rng(seed)
+        lightness, ab = random_crop_flip(lightness, ab, crop=crop, flip=flip, rng=rng, rows=keep)
+    return {"L": lightness, "ab": ab}
 
 
 def shard_dataset(

@@ -38,13 +38,52 @@ def _cpu_seconds() -> float:
     return total
 
 
-def _epochs(iterate, epochs: int) -> list[tuple[int, float, float]]:
-    """(images, wall seconds, CPU seconds of the whole local Ray) per epoch."""
+def _process_kind(process, names: dict[int, str]) -> str:
+    """A process's role, from the first command line seen for its pid (an actor's title changes per method)."""
+    if process.pid not in names:
+        command = " ".join(process.cmdline())
+        if process.pid == os.getpid():
+            names[process.pid] = "driver (consumer)"
+        elif "_StatsActor" in command or "_AutoscalingCoordinatorActor" in command:
+            names[process.pid] = "Ray Data actors (stats, autoscaling)"
+        elif command.startswith("ray::"):
+            names[process.pid] = "Ray task workers (read + crop)"
+        else:
+            names[process.pid] = "Ray system (gcs, raylet, agents)"
+    return names[process.pid]
+
+
+def _cpu_by_process(names: dict[int, str]) -> dict[int, tuple[str, float]]:
+    """pid -> (role, CPU seconds user + system) of this process and each descendant."""
+    import psutil
+
+    seconds = {}
+    processes = [psutil.Process()]
+    processes += processes[0].children(recursive=True)
+    for process in processes:
+        try:
+            times = process.cpu_times()
+            seconds[process.pid] = (_process_kind(process, names), times.user + times.system)
+        except psutil.Error:
+            continue
+    return seconds
+
+
+_NAMES: dict[int, str] = {}
+
+
+def _epochs(iterate, epochs: int, breakdown: list | None = None) -> list[tuple[int, float, float]]:
+    """(images, wall seconds, CPU seconds of the whole local Ray) per epoch; per-process CPU into ``breakdown``."""
     results = []
     for _ in range(epochs):
-        start, cpu_start = time.perf_counter(), _cpu_seconds()
+        start, cpu_start, by_process = time.perf_counter(), _cpu_seconds(), _cpu_by_process(_NAMES)
         images = sum(len(batch["L"]) for batch in iterate())
         results.append((images, time.perf_counter() - start, _cpu_seconds() - cpu_start))
+        if breakdown is not None:
+            by_role: dict[str, float] = {}
+            for pid, (role, cpu) in _cpu_by_process(_NAMES).items():
+                by_role[role] = by_role.get(role, 0.0) + cpu - by_process.get(pid, (role, 0.0))[1]
+            breakdown.append(by_role)
     return results
 
 
@@ -94,6 +133,7 @@ def main() -> None:
     links_dir = tempfile.mkdtemp(prefix="bench-ingest-")
     files = _repeated_files(shard_files(args.shards, "train"), args.repeat, links_dir)  # start-up amortized
     # Logical CPUs: the ingest gets num_cpus; a TorchTrainer worker takes a token 0.01 on top.
+    breakdown: list[dict[str, float]] = []
     ray.init(num_cpus=args.num_cpus + (0.01 if args.trainer else 0), include_dashboard=False, log_to_driver=False)
     dataset = shard_dataset(files, crop=args.crop, flip=True)
     dataset.context.enable_progress_bars = False
@@ -114,7 +154,9 @@ def main() -> None:
         cpu_per_epoch = (_cpu_seconds() - cpu_start) / len(results)  # includes the trainer's start-up
         results = [(images, seconds, cpu_per_epoch) for images, seconds, _ in results]
     else:
-        results = _epochs(lambda: iter_shard_batches(dataset, batch_size=args.batch, device="cpu"), args.epochs)
+        results = _epochs(
+            lambda: iter_shard_batches(dataset, batch_size=args.batch, device="cpu"), args.epochs, breakdown
+        )
     ray.shutdown()
     shutil.rmtree(links_dir)
     cores = args.cores or args.num_cpus + 1
@@ -126,6 +168,9 @@ def main() -> None:
             f"({images / seconds / cores:,.0f} per core over {cores:g} cores); "
             f"{cpu:.1f} CPU-s = {images / cpu:,.0f} images per CPU-second"
         )
+    for epoch, seconds_by_process in enumerate(breakdown):
+        parts = sorted(seconds_by_process.items(), key=lambda item: -item[1])
+        print(f"  epoch {epoch} CPU-s: " + ", ".join(f"{name} {cpu:.2f}" for name, cpu in parts if cpu >= 0.005))
     steady = results[1:] or results
     images, seconds, cpu = (sum(r[i] for r in steady) for i in range(3))
     print(
