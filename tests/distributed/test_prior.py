@@ -32,8 +32,9 @@ def numpy_reference_counts(files: list[Path], bins: np.ndarray) -> tuple[np.ndar
         keep = ~np.asarray(table.column("colourless").to_pylist(), dtype=bool)
         if not keep.any():
             continue
-        storage = table.column("ab").combine_chunks().storage  # fixed_size_list<int8>[2 * S * S]
-        ab = storage.flatten().to_numpy().reshape(len(table), 2, -1)[keep].astype(np.float64) + 0.5
+        column = table.column("ab").combine_chunks()  # schema version 2: fixed_size_binary[2 * S * S]
+        raw = np.frombuffer(column.buffers()[1], dtype=np.int8)[column.offset * column.type.byte_width :]
+        ab = raw[: len(table) * column.type.byte_width].reshape(len(table), 2, -1)[keep].astype(np.float64) + 0.5
         values = ab.transpose(0, 2, 1).reshape(-1, 2)  # (pixels, 2)
         for start in range(0, len(values), 8192):
             chunk = values[start : start + 8192]
