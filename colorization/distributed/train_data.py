@@ -1,11 +1,18 @@
 """Ray Data ingest for Ray Train: Lab Parquet shards -> augmented quantized crops -> torch batches on each worker.
 
-The pipeline (issue 7, "Data path"): ``read_parquet`` over one split's shards (``io/manifest.py shard_files``),
-projected to ``L``, ``ab`` and ``colourless`` -> one ``map_batches`` task that drops colourless rows and cuts a
-random crop with a random left-right flip (a centre crop for validation) -> ``TorchTrainer(datasets=...)`` ->
-``get_dataset_shard`` -> ``iter_torch_batches`` on the worker. The crops stay ``uint8`` L / ``int8`` ab as stored,
-so the object store and the transfer to the worker carry 3 bytes a pixel; float Lab is made on the worker's
-device by the training package's "shard batch -> Lab" function.
+The pipeline (issue 7, "Data path"): one split's shard files (``io/manifest.py shard_files``), one row per file,
+in a new random order each epoch -> one ``map_batches`` task per file that reads it Parquet row group by row group
+(``L``, ``ab``, ``colourless`` only) with pyarrow, drops colourless rows and cuts a random crop with a random
+left-right flip (a centre crop for validation) -> ``TorchTrainer(datasets=...)`` -> ``get_dataset_shard`` ->
+``iter_torch_batches`` on the worker. The crops stay ``uint8`` L / ``int8`` ab as stored, so the object store and
+the transfer to the worker carry 3 bytes a pixel; float Lab is made on the worker's device by the training
+package's "shard batch -> Lab" function.
+
+Why the task reads the files itself rather than through ``ray.data.read_parquet``: measured on the dev shards
+(``tests/benchmarks/bench_train_ingest.py``, docs/data-pipeline.md), Ray's Parquet datasource spent about as
+much CPU again as the decoding and cropping themselves (its own batching, chunk combining, threads and
+per-fragment bookkeeping); reading row groups directly halved the task CPU per image. Shards of schema version 1
+and 2 are both read (``io/shard_format.py``); every file's footer is checked before the dataset is made.
 
 When a recipe resizes the shard images first (``data.resize``, the small local recipes), the area filter must
 see the whole image, so the data stage only drops colourless rows and the worker resizes and crops in torch.
@@ -24,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import ray
 
 from colorization.io.shard_format import LAB_COLUMNS, check_shard_files, lab_column_to_numpy
@@ -35,6 +43,7 @@ __all__ = [
     "random_crop_flip",
     "centre_crop",
     "crop_batch",
+    "read_and_crop",
     "shard_dataset",
     "ingest_data_config",
     "iter_shard_batches",
@@ -43,7 +52,6 @@ __all__ = [
 SHARD_COLUMNS = ("L", "ab", "colourless")
 TRAIN_DATASET = "train"
 VAL_DATASET = "val"
-_ROWS_PER_TASK_BATCH = 64  # rows a map task crops at once: one Parquet row group of the default shards
 
 
 def random_crop_flip(
@@ -115,9 +123,10 @@ def crop_batch(
     """``map_batches`` UDF: colourless rows dropped, then a random (or centre) crop; None keeps whole images.
 
     Args:
-        batch: columns ``L``, ``ab``, ``colourless`` of the shards: a pyarrow table (what Ray Data hands over with
-            ``batch_format="pyarrow"``, so the fixed-size binary columns of schema version 2 are viewed in place
-            rather than turned into numpy arrays of Python bytes objects), or numpy arrays as stored.
+        batch: columns ``L``, ``ab``, ``colourless`` of the shards: a pyarrow table (a row group read by
+            :func:`read_and_crop`, or a Ray Data ``batch_format="pyarrow"`` batch; L / ab of either schema version
+            are viewed in place, never turned into numpy arrays of Python bytes objects), or numpy arrays as
+            stored.
         crop: window side; None passes the images through (the worker resizes first, then crops).
         flip: random left-right mirroring (training only).
         centre: centre crop instead of a random one (validation).
@@ -140,6 +149,21 @@ def crop_batch(
     return {"L": lightness, "ab": ab}
 
 
+def read_and_crop(
+    batch: dict[str, np.ndarray], *, crop: int | None, flip: bool, centre: bool, seed: int | None = None
+) -> Iterator[dict[str, np.ndarray]]:
+    """``map_batches`` UDF: shard files in (column ``file``), the crops of each of their row groups out.
+
+    One Parquet row group (64 rows in the default shards) is read, viewed and cropped at a time (:func:`crop_batch`),
+    so a task holds one group's stored images and yields its crops as they are cut.
+    """
+    for path in batch["file"]:
+        parquet = pq.ParquetFile(str(path))
+        for group in range(parquet.num_row_groups):
+            table = parquet.read_row_group(group, columns=list(SHARD_COLUMNS))
+            yield crop_batch(table, crop=crop, flip=flip, centre=centre, seed=seed)
+
+
 def shard_dataset(
     files: Sequence[str | Path],
     *,
@@ -158,7 +182,8 @@ def shard_dataset(
         flip: random left-right mirroring.
         centre: centre crops (validation).
         limit: keep only this many (colourful) rows, e.g. the fixed validation images.
-        shuffle_files: read the files in a new random order each epoch (training); False keeps the listed order.
+        shuffle_files: read the files in a new random order each epoch (training); False keeps the listed order
+            (with ``preserve_order``, see ``ingest_data_config``).
         seed: seeds the crops (tests); None for fresh crops every epoch.
 
     Returns:
@@ -170,16 +195,14 @@ def shard_dataset(
     if not files:
         raise ValueError("no shard files given")
     check_shard_files(files, SHARD_COLUMNS)  # one line naming a bad file, before any task starts
-    dataset = ray.data.read_parquet(
-        [str(path) for path in files],
-        file_extensions=["parquet"],
-        shuffle="files" if shuffle_files else None,
-    ).select_columns(list(SHARD_COLUMNS))
+    paths = [str(path) for path in files]
+    dataset = ray.data.from_items([{"file": path} for path in paths], override_num_blocks=len(paths))
+    if shuffle_files:
+        dataset = dataset.randomize_block_order()  # one file per block; unseeded: a new order every epoch
     dataset = dataset.map_batches(
-        crop_batch,
-        batch_size=_ROWS_PER_TASK_BATCH,
-        batch_format="pyarrow",  # numpy would turn version 2's bytes columns into object arrays
-        zero_copy_batch=True,  # the UDF only reads its input
+        read_and_crop,
+        batch_size=1,  # one file per call; the UDF yields one output batch per row group
+        batch_format="numpy",
         fn_kwargs={"crop": crop, "flip": flip and not centre, "centre": centre, "seed": seed},
     )
     if limit is not None:

@@ -1,5 +1,5 @@
 """The Ray Data training ingest reads version 1 and version 2 shards alike: the same centre crops, as torch
-uint8 / int8 batches, through ``read_parquet`` -> the pyarrow crop UDF -> ``iter_torch_batches``."""
+uint8 / int8 batches, through the row-group reading crop UDF -> ``iter_torch_batches``."""
 
 from __future__ import annotations
 
