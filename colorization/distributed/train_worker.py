@@ -27,6 +27,9 @@ from colorization.training.loop import LoopStart, Snapshot, TrainHooks, TrainSum
 __all__ = ["train_worker", "MlflowLogger", "RayReporter", "SyncCalibration", "RUN_ID_KEY"]
 
 RUN_ID_KEY = "mlflow_run_id"  # in the training state's extra and the model's metadata
+CALL_KEY, CALL_START_KEY = "train_call", "train_call_start_step"  # in the training state's extra: which command
+# wrote the checkpoint and the step it started from, so a worker group restarted within the same command reports
+# the command's start, and a re-run (a new call id) reports its own
 
 
 def _finite(metrics: dict[str, float]) -> dict[str, float]:
@@ -86,21 +89,26 @@ class SyncCalibration(TrainHooks):
 
 
 class RayReporter(TrainHooks):
-    """Every rank reports at each checkpoint (Ray needs all of them); rank 0 attaches the checkpoint folder."""
+    """Every rank reports at each checkpoint (Ray needs all of them); rank 0 attaches the checkpoint folder.
 
-    def __init__(self, rank: int, run_id: str) -> None:
+    Reports carry ``start_step``, the step this command's first worker group started from, so the driver states
+    what the workers did (Ray resumes from its newest registered checkpoint, which may be older than the newest
+    folder on disk when the job was stopped while checkpoints were being written)."""
+
+    def __init__(self, rank: int, run_id: str, call: str, call_start_step: int) -> None:
         self.rank, self.run_id = rank, run_id
+        self.call, self.start_step = call, call_start_step
 
     def on_checkpoint(self, step: int, snapshot: Snapshot, final: bool) -> None:
         import ray.train
 
         from colorization.training.state import save_training_state, step_folder
 
-        metrics = {"step": step, "final": final, **_finite(snapshot.metrics)}
+        metrics = {"step": step, "final": final, "start_step": self.start_step, **_finite(snapshot.metrics)}
         if self.rank != 0:
             ray.train.report(metrics)  # [Ray]
             return
-        snapshot.state.extra[RUN_ID_KEY] = self.run_id
+        snapshot.state.extra.update({RUN_ID_KEY: self.run_id, CALL_KEY: self.call, CALL_START_KEY: self.start_step})
         with tempfile.TemporaryDirectory(prefix="colorization-ckpt-") as scratch:
             folder = save_training_state(
                 step_folder(scratch, step),
@@ -145,7 +153,8 @@ def train_worker(config: dict) -> None:
 
     Args:
         config: ``{"train": TrainConfig.to_dict(), "run_id", "tracking_uri", "params", "class_weights" (list or
-            None), "resume_from" (a checkpoint folder of an earlier run in the same output, or None),
+            None), "resume_from" (a checkpoint folder of an earlier run in the same output, or None), "call" (a
+            new id per command: tells a restart within this command from a re-run),
             "has_val" (a validation dataset was given), "torch_threads"}``.
     """
     train = TrainConfig.from_dict(config["train"])  # first line: the typed config, rebuilt from plain data
@@ -182,7 +191,10 @@ def train_worker(config: dict) -> None:
         shard, train, train.per_worker_batch(world_size), device, seed=train.seed * 7919 + rank + start_step
     )
 
-    hooks: list[TrainHooks] = [SyncCalibration(model, world_size), RayReporter(rank, config["run_id"])]
+    same_call = resume is not None and resume.extra.get(CALL_KEY) == config["call"]  # restarted after a failure
+    call_start_step = int(resume.extra.get(CALL_START_KEY, 0)) if same_call else start_step
+    reporter = RayReporter(rank, config["run_id"], config["call"], call_start_step)
+    hooks: list[TrainHooks] = [SyncCalibration(model, world_size), reporter]
     validate = None
     if rank == 0:
         hooks.append(ProgressLine())

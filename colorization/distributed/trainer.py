@@ -8,7 +8,9 @@ before Ray starts). It
 2. starts or joins Ray (``ray_session``) and checks that CPU workers leave at least one CPU to Ray Data
    (ray-mlflow-notes 1.4: otherwise the read tasks never run and ``fit`` hangs);
 3. creates the MLflow run, or reuses the one recorded in the newest checkpoint of ``OUT`` (a resumed run
-   continues its record);
+   continues its record), else the one noted in ``OUT/mlflow_run_id`` when it was created (a run that failed
+   before its first checkpoint is continued by the re-run, not left behind empty); a run that fails or is
+   stopped is marked FAILED / KILLED in MLflow with the reason, and the re-run sets it running again;
 4. runs ``TorchTrainer(train_worker, ScalingConfig, RunConfig(name="checkpoints", storage_path=OUT), TorchConfig,
    datasets={"train", "val"})``: Ray keeps the run's state in ``OUT/checkpoints`` and each checkpoint in
    ``OUT/checkpoints/step_<n>`` (the plain path's layout), so re-running the same command resumes, and
@@ -26,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,8 @@ from colorization.errors import UserError
 __all__ = ["RayTrainOptions", "run_ray_training", "RAY_RUN_NAME"]
 
 RAY_RUN_NAME = "checkpoints"  # Ray's experiment folder under OUT (= the stage's CHECKPOINTS_DIR)
+RUN_ID_FILE = "mlflow_run_id"  # under OUT: the run created for this output, before any checkpoint exists
+_RUN_ID_LENGTH = 32  # MLflow run ids are 32 lowercase hex digits
 _MIN_DATA_CPUS = 1.0  # one Ray Data read/crop task at a time at least
 
 
@@ -129,11 +134,30 @@ def _check_local_gpus(train) -> None:
         )
 
 
+def _recorded_run_id(out: Path, client) -> str | None:
+    """The run id noted in ``OUT/RUN_ID_FILE`` when it names a run of this tracking store, else None."""
+    try:
+        text = (out / RUN_ID_FILE).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if len(text) != _RUN_ID_LENGTH or any(char not in "0123456789abcdef" for char in text):
+        return None  # not something this stage wrote: a new run is created (and noted)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_run(text)
+    except MlflowException:  # e.g. another tracking store than the one that created it
+        return None
+    return text
+
+
 def _run_id(out: Path, checked, experiment_id: str) -> tuple[str, bool]:
-    """The MLflow run of this output: the one in its newest checkpoint, else a new one (named after OUT)."""
+    """The MLflow run of this output: the one in its newest checkpoint, else the one noted in OUT when it was
+    created, else a new one (named after OUT, and noted)."""
     from mlflow import MlflowClient
 
     from colorization.distributed.train_worker import RUN_ID_KEY
+    from colorization.io.safe_outputs import atomic_write
     from colorization.models.checkpoint import read_checkpoint_metadata
     from colorization.training.state import MODEL_FILE, latest_checkpoint
 
@@ -142,8 +166,27 @@ def _run_id(out: Path, checked, experiment_id: str) -> tuple[str, bool]:
         run_id = read_checkpoint_metadata(newest / MODEL_FILE).get("extra", {}).get(RUN_ID_KEY)
         if run_id:
             return run_id, True
-    run = MlflowClient().create_run(experiment_id, run_name=out.name, tags={"colorization.out": str(out)})
+    client = MlflowClient()
+    recorded = _recorded_run_id(out, client)
+    if recorded is not None:
+        return recorded, True
+    run = client.create_run(experiment_id, run_name=out.name, tags={"colorization.out": str(out)})
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / RUN_ID_FILE) as temporary:
+        Path(temporary).write_text(run.info.run_id + "\n", encoding="ascii")
     return run.info.run_id, False
+
+
+def _mark_run_ended(run_id: str, status: str, reason: str) -> None:
+    """Marks the MLflow run FAILED or KILLED with the reason (best effort: the user's error line matters more)."""
+    from mlflow import MlflowClient
+
+    try:
+        client = MlflowClient()
+        client.set_tag(run_id, "colorization.stopped_because", reason[:5000])
+        client.set_terminated(run_id, status=status)
+    except Exception:  # noqa: BLE001 - a tracking store that went away must not hide the training error
+        pass
 
 
 def _datasets(train, checked) -> dict:
@@ -240,6 +283,7 @@ def run_ray_training(stage_config, checked, options: RayTrainOptions | None = No
             "params": params,
             "class_weights": class_weights,
             "resume_from": checked.resume_from,
+            "call": uuid.uuid4().hex,
             "has_val": bool(checked.val_files and train.cadence.validate_every),
             "torch_threads": max(1, math.floor(train.scaling.cpus_per_worker)),
         }
@@ -247,19 +291,23 @@ def run_ray_training(stage_config, checked, options: RayTrainOptions | None = No
         try:
             result = trainer.fit()
         except (KeyboardInterrupt, SystemExit):  # Ctrl-C: Ray Train aborts the workers, ray.get exits
+            _mark_run_ended(run_id, "KILLED", "interrupted")
             raise UserError(
                 f"training stopped (interrupted); re-run the same command to resume from the newest checkpoint in "
                 f"{out / RAY_RUN_NAME}"
             ) from None
         except Exception as error:  # TrainingFailedError and friends: the workers' error, in one line
-            raise UserError(f"training failed in the Ray workers: {type(error).__name__}: {error}") from None
+            reason = f"training failed in the Ray workers: {type(error).__name__}: {error}"
+            _mark_run_ended(run_id, "FAILED", reason)
+            raise UserError(reason) from None
     seconds = time.perf_counter() - started
     metrics = dict(result.metrics or {})
     if getattr(result, "error", None) is not None or not metrics.get("final"):
         # Aborted (Ctrl-C: Ray Train stops the workers and fit returns) or failed: nothing final to publish.
+        stopped = f"training stopped at step {metrics.get('step', 0)} of {train.schedule.max_steps} before its end"
+        _mark_run_ended(run_id, "FAILED" if getattr(result, "error", None) is not None else "KILLED", stopped)
         raise UserError(
-            f"training stopped at step {metrics.get('step', 0)} of {train.schedule.max_steps} before its end; "
-            f"re-run the same command to resume from the newest checkpoint in {out / RAY_RUN_NAME}"
+            f"{stopped}; re-run the same command to resume from the newest checkpoint in {out / RAY_RUN_NAME}"
         )
     folders = checkpoint_folders(out / RAY_RUN_NAME)
     if not folders:
@@ -275,7 +323,7 @@ def run_ray_training(stage_config, checked, options: RayTrainOptions | None = No
             alias=options.alias,
         )
     step = int(final.name.rsplit("_", 1)[-1])
-    start_step = int(Path(checked.resume_from).name.rsplit("_", 1)[-1]) if checked.resume_from else 0
+    start_step = int(metrics.get("start_step", 0))  # what the workers resumed from (RayReporter)
     record = {
         "step": step,
         "start_step": start_step,
@@ -283,7 +331,7 @@ def run_ray_training(stage_config, checked, options: RayTrainOptions | None = No
         "workers": train.scaling.num_workers,
         "data_cpus": data_cpus,
         "manifest_digest": checked.manifest_digest,
-        "last_metrics": {k: v for k, v in metrics.items() if k not in ("step", "final")},
+        "last_metrics": {k: v for k, v in metrics.items() if k not in ("step", "final", "start_step")},
         "mlflow_run_id": run_id,
         "mlflow_run_continued": continued,
         "registered_model": None if registered is None else registered.uri,

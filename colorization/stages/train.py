@@ -19,6 +19,7 @@ Output folder layout (both paths)::
     OUT/summary.json             steps, time, throughput, last metrics and validation
     OUT/metrics.jsonl            plain path: one JSON line per log and validation
     OUT/samples/step_<n>.png     plain path: validation grids (grey | prediction | truth)
+    OUT/mlflow_run_id            Ray path: the MLflow run of this output (a re-run continues it)
 
 Re-running the same command with the same ``OUT`` resumes from the newest checkpoint (a finished run is reported
 as skipped); a different config in the same folder is refused.
