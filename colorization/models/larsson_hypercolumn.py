@@ -130,6 +130,10 @@ class LarssonConfig:
     grey_offset: float = LARSSON_GREY_OFFSET
     # Dropout after fc6, fc7 and the hypercolumn layer (train_vgg16.prototxt).
     dropout: float = LARSSON_DROPOUT
+    # Batch normalization after every convolution (fc6, fc7 included), before the ReLU, as the released training
+    # net does instead of the paper's balancing (paper-facts.md); it trains from scratch far faster. With it the
+    # balancing scales stay 1.
+    batch_norm: bool = False
     # Bins of the histogram heads (Sec. 3.2).
     marginal_bins: int = LARSSON_MARGINAL_BINS
     joint_bins: int = LARSSON_JOINT_BINS
@@ -163,6 +167,8 @@ class LarssonConfig:
             raise ValueError(f"input_size must be a multiple of {self.size_multiple}; got {self.input_size}")
         if not math.isfinite(self.grey_offset):
             raise ValueError(f"grey_offset must be finite; got {self.grey_offset}")
+        if not isinstance(self.batch_norm, bool):
+            raise TypeError(f"batch_norm must be true or false; got {self.batch_norm!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1); got {self.dropout}")
         if not (math.isfinite(self.lab_sigma) and self.lab_sigma > 0):
@@ -324,6 +330,12 @@ class LarssonHypercolumn(nn.Module):
         self.fc7_dropout = nn.Dropout(config.dropout)
         tap_channels += [fc_channels, fc_channels]
         self.tap_channels: tuple[int, ...] = tuple(tap_channels)
+        # One BatchNorm per convolution, by the convolution's name; empty (no parameters) without batch_norm.
+        self.norms = nn.ModuleDict(
+            {name: nn.BatchNorm2d(channels) for name, channels in zip(TAPPED_LAYERS[1:], tap_channels[1:])}
+            if config.batch_norm
+            else {}
+        )
         self.tap_strides: tuple[int, ...] = _TAP_STRIDES
 
         # Balancing: tapped layer l enters the hypercolumn as hypercolumn_scales[l] * activation (Sec. 3.4).
@@ -395,14 +407,19 @@ class LarssonHypercolumn(nn.Module):
             if block_index:
                 features = F.max_pool2d(features, kernel_size=2, stride=2)
             for name, _ in block:
-                features = F.relu(getattr(self, name)(features))
+                features = F.relu(self._convolve(name, features))
                 taps.append(features)
         features = F.max_pool2d(features, kernel_size=2, stride=2)  # pool5: 1/32
-        features = self.fc6_dropout(F.relu(self.fc6(features)))
+        features = self.fc6_dropout(F.relu(self._convolve("fc6", features)))
         taps.append(features)
-        features = self.fc7_dropout(F.relu(self.fc7(features)))
+        features = self.fc7_dropout(F.relu(self._convolve("fc7", features)))
         taps.append(features)
         return taps
+
+    def _convolve(self, name: str, features: torch.Tensor) -> torch.Tensor:
+        """The convolution ``name``, followed by its BatchNorm when the config has batch_norm."""
+        output = getattr(self, name)(features)
+        return self.norms[name](output) if name in self.norms else output
 
     def _forward_heads(self, hidden: torch.Tensor) -> dict[str, torch.Tensor]:
         """(N, P, units) -> {head: (N, K, P)}."""
@@ -506,7 +523,8 @@ class LarssonHypercolumn(nn.Module):
 
         The second moment is taken over all elements (images, channels, positions) of the layer's
         activations in eval mode (no dropout), so afterwards every layer of the hypercolumn has unit second
-        moment on this batch. A layer that is all zero keeps scale 1.
+        moment on this batch. A layer that is all zero keeps scale 1. With ``config.batch_norm`` the normalization
+        layers balance the hypercolumn instead (the release's way) and every scale stays 1.
 
         Args:
             grey: (N, 1, H, W) grey in [0, 1] of real photos; one batch, as large as memory allows.
@@ -514,6 +532,9 @@ class LarssonHypercolumn(nn.Module):
         Returns:
             The new scales, (16,), also stored in the ``hypercolumn_scales`` buffer.
         """
+        if self.config.batch_norm:
+            self.hypercolumn_scales.fill_(1.0)
+            return self.hypercolumn_scales.clone()
         was_training = self.training
         self.eval()
         try:

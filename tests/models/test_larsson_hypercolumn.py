@@ -267,6 +267,50 @@ def test_balancing_scales_live_in_checkpoints(tmp_path: Path) -> None:
         torch.testing.assert_close(restored(grey)[head], output)
 
 
+def test_batch_norm_follows_every_convolution_and_replaces_balancing(tmp_path: Path) -> None:
+    plain, normed = small_model(), small_model(batch_norm=True)
+    assert not any(key.startswith("norms.") for key in plain.state_dict())  # old checkpoints keep their tensors
+    assert sorted(normed.norms) == sorted(TAPPED_LAYERS[1:])  # conv1_1 .. conv5_3, fc6, fc7
+    for name, channels in zip(TAPPED_LAYERS[1:], normed.tap_channels[1:]):
+        assert normed.norms[name].num_features == channels
+
+    # In training mode every tapped layer is ReLU(BatchNorm(conv)): per channel, the pre-activation has batch mean 0
+    # and variance 1, so the post-ReLU layer's mean is half the mean of |N(0,1)|-like values, never 0 or huge.
+    normed.train()
+    grey = random_grey(4, 64, 64)
+    pre_activations = {}
+    hooks = [
+        normed.norms[name].register_forward_hook(lambda module, args, output, name=name: pre_activations.update({name: output}))
+        for name in TAPPED_LAYERS[1:]
+    ]
+    with torch.no_grad():
+        normed.forward_features(grey)
+    for hook in hooks:
+        hook.remove()
+    for name, output in pre_activations.items():
+        if output.shape[0] * output.shape[-1] * output.shape[-2] < 8:
+            continue  # too few values per channel for a meaningful variance (fc layers at 1/32 of 64 px)
+        torch.testing.assert_close(output.mean(dim=(0, 2, 3)), torch.zeros(output.shape[1]), atol=1e-4, rtol=0)
+        torch.testing.assert_close(output.var(dim=(0, 2, 3), unbiased=False), torch.ones(output.shape[1]), atol=1e-2, rtol=0)
+
+    # Balancing is the normalization layers' job: the scales stay 1.
+    scales = normed.estimate_hypercolumn_scales(grey)
+    assert torch.equal(scales, torch.ones(len(TAPPED_LAYERS)))
+
+    # Running statistics live in checkpoints; dense and sampled outputs still agree (eval mode).
+    normed.eval()
+    path = save_checkpoint(normed, tmp_path / "larsson-bn.safetensors")
+    restored, _ = load_checkpoint(path)
+    assert restored.config.batch_norm is True
+    torch.testing.assert_close(restored.norms["conv3_1"].running_var, normed.norms["conv3_1"].running_var)
+    assert not torch.equal(normed.norms["conv3_1"].running_var, torch.ones_like(normed.norms["conv3_1"].running_var))
+    dense = restored(grey)
+    cells = dense_grid_locations(64, 64, restored.config.dense_stride).reshape(1, -1, 2).expand(4, -1, -1)
+    sampled = restored.forward_sampled(grey, cells)
+    for head in HEAD_NAMES:
+        torch.testing.assert_close(dense[head].flatten(2), sampled[head], rtol=1e-4, atol=1e-4)
+
+
 # --- config and registry -----------------------------------------------------------------------------------------
 
 
@@ -294,6 +338,7 @@ def test_config_round_trips_through_json_shaped_dicts() -> None:
         ({"dense_stride": 3}, ValueError),
         ({"dense_stride": 64}, ValueError),
         ({"dropout": 1.0}, ValueError),
+        ({"batch_norm": 1}, TypeError),
         ({"grey_offset": float("inf")}, ValueError),
         ({"marginal_bins": 0}, ValueError),
         ({"lab_sigma": -1.0}, ValueError),
@@ -311,6 +356,7 @@ def test_config_defaults_follow_the_paper() -> None:
     assert config.grey_offset == 0.4488
     assert config.dense_stride == 4
     assert config.dropout == 0.5
+    assert config.batch_norm is False  # the paper balances the hypercolumn; BatchNorm is the release's option
     assert config.head_outputs("lab_marginal") == 2 * 32
     assert config.head_outputs("lab_joint") == 16 * 16
     assert config.head_outputs("hue_chroma") == 2 * 32
