@@ -116,6 +116,8 @@ __all__ = [
     "shard_file_problem",
     "check_shard_files",
     "read_shard_arrays",
+    "lab_batch",
+    "as_writable_tensor",
     "quantized_ab_bin_counts",
     "LabShardDataset",
     "file_digest",
@@ -204,7 +206,8 @@ def quantize_lab(lab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return lightness, ab
 
 
-def _as_tensor(values: torch.Tensor | np.ndarray) -> torch.Tensor:
+def as_writable_tensor(values: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """A tensor over ``values`` (shared memory when writable; a copy of read-only views, which torch refuses)."""
     if isinstance(values, torch.Tensor):
         return values
     values = np.asarray(values)
@@ -214,12 +217,50 @@ def _as_tensor(values: torch.Tensor | np.ndarray) -> torch.Tensor:
 
 def dequantize_lightness(l_quantized: torch.Tensor | np.ndarray) -> torch.Tensor:
     """uint8 L_q -> raw L in [0, 100], float32, same shape."""
-    return _as_tensor(l_quantized).to(torch.float32) / _L_LEVELS_PER_UNIT
+    return as_writable_tensor(l_quantized).to(torch.float32) / _L_LEVELS_PER_UNIT
 
 
 def dequantize_ab(ab_quantized: torch.Tensor | np.ndarray) -> torch.Tensor:
     """int8 ab_q -> raw ab (the centre of each stored unit interval), float32, same shape."""
-    return _as_tensor(ab_quantized).to(torch.float32) + _AB_CELL_CENTRE
+    return as_writable_tensor(ab_quantized).to(torch.float32) + _AB_CELL_CENTRE
+
+
+def lab_batch(
+    l_quantized: torch.Tensor | np.ndarray,
+    ab_quantized: torch.Tensor | np.ndarray,
+    device: torch.device | str = "cpu",
+    *,
+    colourless: torch.Tensor | np.ndarray | None = None,
+) -> torch.Tensor:
+    """A batch as stored -> float32 raw Lab on ``device`` (the one conversion of every reader: Ray ingest, the plain loop,
+    :class:`LabShardDataset`).
+
+    The integers move to the device first (a third of float32's bytes) and are dequantized there.
+
+    Args:
+        l_quantized: (N, 1, S, S) uint8 stored lightness.
+        ab_quantized: (N, 2, S, S) int8 stored ab.
+        device: where the batch is needed.
+        colourless: optional (N,) bool flags of the shard; flagged rows are dropped.
+
+    Returns:
+        (M, 3, S, S) float32 raw Lab, M = N minus the colourless rows.
+    """
+    lightness, ab = as_writable_tensor(l_quantized), as_writable_tensor(ab_quantized)
+    if lightness.dtype != torch.uint8 or ab.dtype != torch.int8 or lightness.ndim != 4 or ab.ndim != 4:
+        raise ValueError(
+            f"expected L uint8 (N, 1, S, S) and ab int8 (N, 2, S, S); got {lightness.dtype} {tuple(lightness.shape)}"
+            f" and {ab.dtype} {tuple(ab.shape)}"
+        )
+    if colourless is not None:
+        keep = ~as_writable_tensor(colourless).to(torch.bool).reshape(-1)
+        if not bool(keep.all()):
+            lightness, ab = lightness[keep], ab[keep]
+    device = torch.device(device)
+    non_blocking = device.type == "cuda"
+    lightness = dequantize_lightness(lightness.to(device, non_blocking=non_blocking))
+    ab = dequantize_ab(ab.to(device, non_blocking=non_blocking))
+    return torch.cat((lightness, ab), dim=1)
 
 
 @lru_cache(maxsize=1)
@@ -673,11 +714,8 @@ class LabShardDataset(torch.utils.data.Dataset):
             table = pq.ParquetFile(self.files[file_index]).read_row_group(group, columns=["L", "ab"])
             self._cached = read_shard_arrays(table, columns=("L", "ab"))
             self._cached_key = (file_index, group)
-        return {
-            "L": dequantize_lightness(self._cached["L"][offset]),
-            "ab": dequantize_ab(self._cached["ab"][offset]),
-            "index": index,
-        }
+        lab = lab_batch(self._cached["L"][offset : offset + 1], self._cached["ab"][offset : offset + 1])[0]
+        return {"L": lab[:1], "ab": lab[1:], "index": index}
 
 
 def file_digest(parts: Iterable[str]) -> str:

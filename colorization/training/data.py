@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 
-from colorization.io.shards import check_shard_files, dequantize_ab, dequantize_lightness, read_shard_arrays
+from colorization.io.shards import as_writable_tensor, check_shard_files, lab_batch, read_shard_arrays
 from colorization.training.config import DataConfig
 
 __all__ = [
@@ -38,50 +38,6 @@ __all__ = [
 ]
 
 L_COLUMN, AB_COLUMN, COLOURLESS_COLUMN = "L", "ab", "colourless"
-
-
-def _as_tensor(values: torch.Tensor | np.ndarray) -> torch.Tensor:
-    if isinstance(values, torch.Tensor):
-        return values
-    values = np.asarray(values)
-    return torch.from_numpy(values if values.flags.writeable else values.copy())
-
-
-def lab_batch(
-    l_quantized: torch.Tensor | np.ndarray,
-    ab_quantized: torch.Tensor | np.ndarray,
-    device: torch.device | str = "cpu",
-    *,
-    colourless: torch.Tensor | np.ndarray | None = None,
-) -> torch.Tensor:
-    """A batch as stored -> float32 raw Lab on ``device`` (the one conversion both data paths use).
-
-    The integers move to the device first (a third of float32's bytes) and are dequantized there.
-
-    Args:
-        l_quantized: (N, 1, S, S) uint8 stored lightness.
-        ab_quantized: (N, 2, S, S) int8 stored ab.
-        device: where the batch is needed.
-        colourless: optional (N,) bool flags of the shard; flagged rows are dropped.
-
-    Returns:
-        (M, 3, S, S) float32 raw Lab, M = N minus the colourless rows.
-    """
-    lightness, ab = _as_tensor(l_quantized), _as_tensor(ab_quantized)
-    if lightness.dtype != torch.uint8 or ab.dtype != torch.int8 or lightness.ndim != 4 or ab.ndim != 4:
-        raise ValueError(
-            f"expected L uint8 (N, 1, S, S) and ab int8 (N, 2, S, S); got {lightness.dtype} {tuple(lightness.shape)}"
-            f" and {ab.dtype} {tuple(ab.shape)}"
-        )
-    if colourless is not None:
-        keep = ~_as_tensor(colourless).to(torch.bool).reshape(-1)
-        if not bool(keep.all()):
-            lightness, ab = lightness[keep], ab[keep]
-    device = torch.device(device)
-    non_blocking = device.type == "cuda"
-    lightness = dequantize_lightness(lightness.to(device, non_blocking=non_blocking))
-    ab = dequantize_ab(ab.to(device, non_blocking=non_blocking))
-    return torch.cat((lightness, ab), dim=1)
 
 
 def resize_lab(lab: torch.Tensor, size: int) -> torch.Tensor:
@@ -146,9 +102,9 @@ def train_lab_batch(
     """
     colourless = batch.get(COLOURLESS_COLUMN)
     if config.resize is None:
-        lightness, ab = _as_tensor(batch[L_COLUMN]), _as_tensor(batch[AB_COLUMN])
+        lightness, ab = as_writable_tensor(batch[L_COLUMN]), as_writable_tensor(batch[AB_COLUMN])
         if colourless is not None:
-            keep = ~_as_tensor(colourless).to(torch.bool).reshape(-1)
+            keep = ~as_writable_tensor(colourless).to(torch.bool).reshape(-1)
             lightness, ab = lightness[keep], ab[keep]
         stacked = random_crop_flip(
             torch.cat((lightness, ab.view(torch.uint8)), dim=1), config.crop, flip=config.flip, generator=generator
