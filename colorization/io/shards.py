@@ -232,8 +232,8 @@ def lab_batch(
     *,
     colourless: torch.Tensor | np.ndarray | None = None,
 ) -> torch.Tensor:
-    """A batch as stored -> float32 raw Lab on ``device`` (the one conversion of every reader: Ray ingest, the plain loop,
-    :class:`LabShardDataset`).
+    """A batch as stored -> float32 raw Lab on ``device``: the one conversion of every reader (Ray ingest, the plain
+    loop, :class:`LabShardDataset`).
 
     The integers move to the device first (a third of float32's bytes) and are dequantized there.
 
