@@ -15,10 +15,10 @@ from colorization.color.hue_chroma import hcl_to_rgb, larsson_grey, match_grey
 from colorization.color.lab import lab_to_rgb, rgb_to_lab, split_lab
 from colorization.color.larsson_bins import gaussian_quantile_centres, uniform_centres
 from colorization.families.base import DecodeOptions, FamilyAdapter, LossInputs, LossTerms, Outputs, register_adapter
-from colorization.models.larsson_hypercolumn import LarssonHypercolumn
+from colorization.models.larsson_hypercolumn import AUTO_DECODER, DECODERS, LarssonHypercolumn
 from colorization.training.larsson_step import larsson_loss_terms
 
-LARSSON_DECODERS = ("expectation", "median", "mode", "sample")
+LARSSON_DECODERS = DECODERS
 _HEAD_PREFERENCE = ("hue_chroma", "lab_marginal", "lab_joint", "l2")
 _GREY = "grey"  # the network's input, kept with the outputs: the hue/chroma decoder needs it
 
@@ -47,7 +47,9 @@ class LarssonAdapter(FamilyAdapter):
         head = options.head or next(name for name in _HEAD_PREFERENCE if name in heads)
         if head not in heads:
             raise ValueError(f"head {head!r} is not in this model's heads {heads}")
-        decoder = options.decoder or ("median" if head == "hue_chroma" else "expectation")
+        stored = self.core(model).config.default_decoder
+        paper = "median" if head == "hue_chroma" else "expectation"
+        decoder = options.decoder or (paper if stored == AUTO_DECODER else stored)
         if decoder not in LARSSON_DECODERS:
             raise ValueError(f"decoder {decoder!r} is not a Larsson decoder; choose from {LARSSON_DECODERS}")
         if head == "lab_joint" and decoder not in ("expectation", "mode"):

@@ -100,6 +100,8 @@ _TAP_STRIDES: tuple[int, ...] = (
 )
 
 HEAD_NAMES: tuple[str, ...] = ("lab_marginal", "lab_joint", "hue_chroma", "l2")
+DECODERS: tuple[str, ...] = ("expectation", "median", "mode", "sample")  # Sec. 3.3
+AUTO_DECODER = "auto"  # the paper's choice for the decoded head: median for hue/chroma, else expectation
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,9 @@ class LarssonConfig:
     # net does instead of the paper's balancing (paper-facts.md); it trains from scratch far faster. With it the
     # balancing scales stay 1.
     batch_norm: bool = False
+    # Decoder used when the caller names none (like Zhang's stored temperature): one of DECODERS, or "auto" for the
+    # paper's choice per head. A recipe sets it to the decoder its held-out evaluation favours.
+    default_decoder: str = AUTO_DECODER
     # Bins of the histogram heads (Sec. 3.2).
     marginal_bins: int = LARSSON_MARGINAL_BINS
     joint_bins: int = LARSSON_JOINT_BINS
@@ -167,6 +172,9 @@ class LarssonConfig:
             raise ValueError(f"input_size must be a multiple of {self.size_multiple}; got {self.input_size}")
         if not math.isfinite(self.grey_offset):
             raise ValueError(f"grey_offset must be finite; got {self.grey_offset}")
+        if self.default_decoder not in (AUTO_DECODER, *DECODERS):
+            choices = (AUTO_DECODER, *DECODERS)
+            raise ValueError(f"default_decoder must be one of {choices}; got {self.default_decoder!r}")
         if not isinstance(self.batch_norm, bool):
             raise TypeError(f"batch_norm must be true or false; got {self.batch_norm!r}")
         if not 0.0 <= self.dropout < 1.0:

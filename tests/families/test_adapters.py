@@ -14,10 +14,10 @@ from colorization.training.precision import MixedPrecision
 SIZE = 32
 
 
-def _tiny(name: str) -> torch.nn.Module:
+def _tiny(name: str, **overrides) -> torch.nn.Module:
     """The variant at a small width and working size (enough to exercise every code path quickly)."""
     torch.manual_seed(0)
-    model = create_model(name, width_multiplier=0.0625, input_size=SIZE)
+    model = create_model(name, width_multiplier=0.0625, input_size=SIZE, **overrides)
     return model
 
 
@@ -91,6 +91,18 @@ def test_default_options_are_a_decoder_of_the_family(name):
     assert resolved.decoder in adapter.decoders
     with pytest.raises(ValueError):
         adapter.resolve_options(model, DecodeOptions(decoder="no_such_decoder"))
+
+
+def test_a_larsson_model_decodes_by_its_stored_default_decoder_unless_told_otherwise():
+    paper = _tiny("larsson_hypercolumn")
+    adapter = adapter_for(paper)
+    assert adapter.resolve_options(paper, DecodeOptions()).decoder == "median"  # hue/chroma: the paper's choice
+    stored = _tiny("larsson_hypercolumn", default_decoder="expectation")
+    assert adapter.resolve_options(stored, DecodeOptions()).decoder == "expectation"
+    assert adapter.resolve_options(stored, DecodeOptions(decoder="mode")).decoder == "mode"  # the caller wins
+    joint = _tiny("larsson_hypercolumn", heads=("lab_joint",), default_decoder="median")
+    with pytest.raises(ValueError, match="joint"):
+        adapter.resolve_options(joint, DecodeOptions())  # a stored decoder the head cannot use is refused
 
 
 def test_calibrate_changes_only_what_the_family_needs():

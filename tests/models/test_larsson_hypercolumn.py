@@ -279,10 +279,10 @@ def test_batch_norm_follows_every_convolution_and_replaces_balancing(tmp_path: P
     normed.train()
     grey = random_grey(4, 64, 64)
     pre_activations = {}
-    hooks = [
-        normed.norms[name].register_forward_hook(lambda module, args, output, name=name: pre_activations.update({name: output}))
-        for name in TAPPED_LAYERS[1:]
-    ]
+    def keep(name: str):
+        return lambda module, args, output: pre_activations.update({name: output})
+
+    hooks = [normed.norms[name].register_forward_hook(keep(name)) for name in TAPPED_LAYERS[1:]]
     with torch.no_grad():
         normed.forward_features(grey)
     for hook in hooks:
@@ -290,8 +290,9 @@ def test_batch_norm_follows_every_convolution_and_replaces_balancing(tmp_path: P
     for name, output in pre_activations.items():
         if output.shape[0] * output.shape[-1] * output.shape[-2] < 8:
             continue  # too few values per channel for a meaningful variance (fc layers at 1/32 of 64 px)
-        torch.testing.assert_close(output.mean(dim=(0, 2, 3)), torch.zeros(output.shape[1]), atol=1e-4, rtol=0)
-        torch.testing.assert_close(output.var(dim=(0, 2, 3), unbiased=False), torch.ones(output.shape[1]), atol=1e-2, rtol=0)
+        channels = output.shape[1]
+        torch.testing.assert_close(output.mean(dim=(0, 2, 3)), torch.zeros(channels), atol=1e-4, rtol=0)
+        torch.testing.assert_close(output.var(dim=(0, 2, 3), unbiased=False), torch.ones(channels), atol=1e-2, rtol=0)
 
     # Balancing is the normalization layers' job: the scales stay 1.
     scales = normed.estimate_hypercolumn_scales(grey)
@@ -339,6 +340,7 @@ def test_config_round_trips_through_json_shaped_dicts() -> None:
         ({"dense_stride": 64}, ValueError),
         ({"dropout": 1.0}, ValueError),
         ({"batch_norm": 1}, TypeError),
+        ({"default_decoder": "best"}, ValueError),
         ({"grey_offset": float("inf")}, ValueError),
         ({"marginal_bins": 0}, ValueError),
         ({"lab_sigma": -1.0}, ValueError),
@@ -357,6 +359,7 @@ def test_config_defaults_follow_the_paper() -> None:
     assert config.dense_stride == 4
     assert config.dropout == 0.5
     assert config.batch_norm is False  # the paper balances the hypercolumn; BatchNorm is the release's option
+    assert config.default_decoder == "auto"  # the paper's decoder per head
     assert config.head_outputs("lab_marginal") == 2 * 32
     assert config.head_outputs("lab_joint") == 16 * 16
     assert config.head_outputs("hue_chroma") == 2 * 32
