@@ -172,9 +172,9 @@ class LarssonConfig:
             raise ValueError(f"input_size must be a multiple of {self.size_multiple}; got {self.input_size}")
         if not math.isfinite(self.grey_offset):
             raise ValueError(f"grey_offset must be finite; got {self.grey_offset}")
-        if self.default_decoder not in (AUTO_DECODER, *DECODERS):
-            choices = (AUTO_DECODER, *DECODERS)
-            raise ValueError(f"default_decoder must be one of {choices}; got {self.default_decoder!r}")
+        decoder_choices = (AUTO_DECODER, *DECODERS)
+        if self.default_decoder not in decoder_choices:
+            raise ValueError(f"default_decoder must be one of {decoder_choices}; got {self.default_decoder!r}")
         if not isinstance(self.batch_norm, bool):
             raise TypeError(f"batch_norm must be true or false; got {self.batch_norm!r}")
         if not 0.0 <= self.dropout < 1.0:
