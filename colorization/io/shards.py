@@ -461,9 +461,6 @@ def shard_record_batch(rows: list[dict], lightness: np.ndarray, ab: np.ndarray, 
     return pa.RecordBatch.from_pydict({name: columns[name] for name in schema.names}, schema=schema)
 
 
-_rows_to_batch = shard_record_batch  # older (test) callers
-
-
 def open_shard_writer(path: str | Path, size: int, compression: str = DEFAULT_COMPRESSION) -> pq.ParquetWriter:
     """A Parquet writer of shard rows with the shard layout (encodings, compression); the caller closes it."""
     return pq.ParquetWriter(path, shard_schema(size), compression=compression, **_PARQUET_ENCODING)

@@ -125,7 +125,7 @@ def test_shards_score_the_stored_crops_of_the_split(tmp_path, truth_crops):
     """A hand-built shard folder (val + train rows): only val rows are scored, --limit counts rows."""
     import pyarrow.parquet as pq
 
-    from colorization.io.shards import _rows_to_batch, rgb8_to_quantized_lab, shard_schema
+    from colorization.io.shards import rgb8_to_quantized_lab, shard_record_batch, shard_schema
 
     schema = shard_schema(CROP)
     stored = [rgb8_to_quantized_lab(crop.permute(1, 2, 0).numpy(), use_table=False) for crop in truth_crops]
@@ -134,7 +134,7 @@ def test_shards_score_the_stored_crops_of_the_split(tmp_path, truth_crops):
              "colourless": False} for i in range(len(stored))]
     shards = tmp_path / "shards"
     (shards / "val").mkdir(parents=True)
-    batch = _rows_to_batch(rows, np.stack([l for l, _ in stored]), np.stack([ab for _, ab in stored]), schema)
+    batch = shard_record_batch(rows, np.stack([l for l, _ in stored]), np.stack([ab for _, ab in stored]), schema)
     pq.write_table(pa_table(batch), shards / "val" / "val-00000.parquet")
     (shards / "manifest.json").write_text(json.dumps({"status": "complete", "shards": [
         {"file": "val/val-00000.parquet", "split": "val"}]}))
