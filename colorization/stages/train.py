@@ -334,7 +334,10 @@ def _run_plain(config: TrainStageConfig, checked: CheckedInputs) -> TrainResult:
 
 
 def _run_with_ray(config: TrainStageConfig, checked: CheckedInputs) -> TrainResult:
-    """Ray Train + Ray Data + MLflow: filled by the distributed half of training (``colorization/distributed``)."""
+    """Ray Train + Ray Data + MLflow (``colorization/distributed``); the tracking store is checked first."""
+    from colorization.tracking import check_tracking_store
+
+    check_tracking_store(config.tracking_uri)  # an unreachable or unwritable store: one line, before Ray starts
     try:
         from colorization.distributed.trainer import run_ray_training  # noqa: PLC0415  (imports Ray)
     except ImportError as error:

@@ -107,6 +107,21 @@ def test_prior_with_other_bins_is_refused_before_ray_starts(mixed_shards: Path, 
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+def test_an_unreachable_tracking_server_is_refused_before_ray_starts(mixed_shards: Path, tmp_path: Path, monkeypatch):
+    from colorization.distributed import runtime
+    from colorization.errors import UserError
+    from colorization.stages.train import run
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray was started although MLflow could not record the run")
+
+    monkeypatch.setattr(runtime, "init_ray", no_ray)
+    config = stage_config(mixed_shards, tmp_path / "run", "http://127.0.0.1:9")  # port 9 (discard): nobody answers
+    with pytest.raises(UserError, match="not reachable"):
+        run(config)
+    assert not (tmp_path / "run").exists()
+
+
 def test_cpu_workers_must_leave_a_cpu_to_ray_data(ray_session, mixed_shards: Path, tmp_path: Path):
     """The 2-core deadlock (workers hold every CPU, Ray Data never reads) becomes one clear line."""
     from colorization.errors import UserError
