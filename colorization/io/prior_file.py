@@ -11,6 +11,7 @@ pixel and image counts, sources) goes into the JSON and, as a JSON string, into 
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +75,10 @@ def save_ab_prior(
 def load_ab_prior(path: str | Path) -> dict:
     """Reads what :func:`save_ab_prior` wrote (the ``.npz``, or its directory) -> {"counts", "prior", "weights",
     "bins", "metadata"}."""
-    with np.load(prior_paths(path)[0], allow_pickle=False) as archive:
+    file = prior_paths(path)[0]
+    if not zipfile.is_zipfile(file):  # numpy would call any other file "pickled data", which is never loaded here
+        raise ValueError("not an .npz archive")
+    with np.load(file, allow_pickle=False) as archive:
         record = {name: archive[name] for name in ("counts", "prior", "weights", "bins")}
         record["metadata"] = json.loads(str(archive["metadata"]))
     return record

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from colorization.color.ab_bins import default_ab_bins
@@ -38,6 +39,15 @@ def test_round_trip(tmp_path: Path) -> None:
         assert record["counts"].dtype == np.int64 and record["metadata"]["sigma"] == 5.0
     as_json = json.loads(paths[1].read_text())
     assert as_json["num_bins"] == len(example["bins"]) and as_json["counts"] == example["counts"].tolist()
+
+
+def test_a_file_that_is_not_an_npz_archive_is_refused_by_name(tmp_path: Path) -> None:
+    import pickle
+
+    for name, content in (("text.npz", b"hello"), ("pickle.npz", pickle.dumps({"counts": [1, 2]}))):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError, match="not an .npz archive"):
+            load_ab_prior(tmp_path / name)
 
 
 def test_figure_marks_the_bins_with_mass(tmp_path: Path) -> None:
