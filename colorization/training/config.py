@@ -101,6 +101,10 @@ class DataConfig:
             small local recipes train on whole downscaled photos, as the Colorizer sees them; None keeps S.
         crop: side of the random training crop (paper: 176 from 256); a multiple of 8.
         flip: mirror half of the training crops left-right.
+        scale: zoom augmentation, (min, max) fractions of the stored image's area: each training crop is then a
+            random square window of that area (side sqrt(f) * S, f uniform), shrunk to crop x crop by averaging.
+            Needs ``resize`` (the worker, not Ray Data, cuts such crops; ``resize`` still frames validation).
+            None: resize, then a plain random crop.
         val_size: side of the validation images (resized like ``resize``, then centre-cropped to this).
         loader_workers: DataLoader worker processes of the plain-PyTorch path (0: load in the training process).
         shuffle_buffer: rows mixed in the plain path's shuffle buffer (row groups arrive in a shuffled order).
@@ -112,6 +116,7 @@ class DataConfig:
     resize: int | None = None
     crop: int = 176
     flip: bool = True
+    scale: tuple[float, float] | None = None
     val_size: int = 176
     loader_workers: int = 0
     shuffle_buffer: int = 256
@@ -133,6 +138,17 @@ class DataConfig:
                 _fail(f"data.{name}", f"({value}) must not exceed data.resize ({self.resize})")
         if not isinstance(self.flip, bool):
             _fail("data.flip", f"must be true or false; got {self.flip!r}")
+        if self.scale is not None:
+            if isinstance(self.scale, list):
+                object.__setattr__(self, "scale", tuple(self.scale))
+            if not isinstance(self.scale, tuple) or len(self.scale) != 2:
+                _fail("data.scale", f"must be two area fractions [min, max]; got {self.scale!r}")
+            for fraction in self.scale:
+                _finite("data.scale", fraction, low=0.0, high=1.0, open_low=True)
+            if self.scale[0] > self.scale[1]:
+                _fail("data.scale", f"must be [min, max] with min <= max; got {list(self.scale)}")
+            if self.resize is None:
+                _fail("data.scale", "needs data.resize (zoomed crops are cut from whole images on the worker)")
         _positive_int("data.loader_workers", self.loader_workers, allow_zero=True)
         _positive_int("data.shuffle_buffer", self.shuffle_buffer)
 

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
+from torchvision.ops import roi_align
 
 from colorization.io.shards import as_writable_tensor, check_shard_files, lab_batch, read_shard_arrays
 from colorization.training.config import DataConfig
@@ -29,6 +30,7 @@ __all__ = [
     "centre_crop",
     "lab_batch",
     "random_crop_flip",
+    "random_zoom_crop_flip",
     "read_rows",
     "resize_lab",
     "ShardRowStream",
@@ -74,6 +76,43 @@ def random_crop_flip(
     return torch.stack(crops) if crops else images[:, :, :size, :size].contiguous()
 
 
+def random_zoom_crop_flip(
+    images: torch.Tensor,
+    size: int,
+    scale: tuple[float, float],
+    *,
+    flip: bool,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Random square windows of each image, of an area fraction uniform in ``scale``, shrunk to ``size`` x ``size``.
+
+    One ``roi_align`` call for the whole batch: each output pixel averages the ceil(window / size)^2 samples of
+    its cell (about an area filter), so small recipes see photos at several zooms without aliasing.
+
+    Args:
+        images: (N, C, H, W) float, any device.
+        size: output side.
+        scale: (min, max) fraction of the image area a window covers, 0 < min <= max <= 1.
+        flip: whether to mirror half of the windows left-right.
+        generator: a CPU generator for the sizes, offsets and flips (None: the global one).
+
+    Returns:
+        (N, C, size, size), contiguous.
+    """
+    count, _, height, width = images.shape
+    low, high = scale
+    fractions = low + (high - low) * torch.rand(count, generator=generator, dtype=torch.float64)
+    sides = fractions.sqrt() * min(height, width)
+    lefts = torch.rand(count, generator=generator, dtype=torch.float64) * (width - sides)
+    tops = torch.rand(count, generator=generator, dtype=torch.float64) * (height - sides)
+    boxes = torch.stack((torch.arange(count, dtype=torch.float64), lefts, tops, lefts + sides, tops + sides), dim=1)
+    windows = roi_align(images, boxes.to(images.device, images.dtype), size, sampling_ratio=-1, aligned=True)
+    if not flip:
+        return windows
+    mirrored = (torch.rand(count, generator=generator) < 0.5).to(images.device).view(-1, 1, 1, 1)
+    return torch.where(mirrored, windows.flip(-1), windows)
+
+
 def centre_crop(images: torch.Tensor, size: int) -> torch.Tensor:
     """(N, C, H, W) -> the central (N, C, size, size)."""
     height, width = images.shape[-2:]
@@ -89,7 +128,8 @@ def train_lab_batch(
     """A training batch of shard columns (``L``, ``ab``, optional ``colourless``) -> augmented raw Lab on ``device``.
 
     Without ``resize`` the crop is cut from the stored integers before they move (fewer bytes); with it, the
-    whole image is dequantized and shrunk on the device first.
+    whole image is dequantized and shrunk on the device first; with ``scale``, zoomed windows of the whole
+    stored image are shrunk to the crop instead.
 
     Args:
         batch: {"L": (N, 1, S, S) uint8, "ab": (N, 2, S, S) int8, "colourless": (N,) bool, optional}.
@@ -110,8 +150,10 @@ def train_lab_batch(
             torch.cat((lightness, ab.view(torch.uint8)), dim=1), config.crop, flip=config.flip, generator=generator
         )
         return lab_batch(stacked[:, :1], stacked[:, 1:].view(torch.int8), device)
-    lab = resize_lab(lab_batch(batch[L_COLUMN], batch[AB_COLUMN], device, colourless=colourless), config.resize)
-    return random_crop_flip(lab, config.crop, flip=config.flip, generator=generator)
+    lab = lab_batch(batch[L_COLUMN], batch[AB_COLUMN], device, colourless=colourless)
+    if config.scale is not None:
+        return random_zoom_crop_flip(lab, config.crop, config.scale, flip=config.flip, generator=generator)
+    return random_crop_flip(resize_lab(lab, config.resize), config.crop, flip=config.flip, generator=generator)
 
 
 def val_lab_batch(batch: dict, config: DataConfig, device: torch.device | str) -> torch.Tensor:

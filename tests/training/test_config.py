@@ -86,6 +86,11 @@ def test_overrides_are_typed() -> None:
         ("model.overrides.width_multiplier=0", "width_multiplier"),
         ("model.overrides.no_such_field=1", "no_such_field"),
         ("cadence.sample_images=99", "cadence.sample_images"),
+        ("data.scale=[0.5]", "data.scale"),
+        ("data.scale=[0.9, 0.5]", "data.scale"),
+        ("data.scale=[0, 1]", "data.scale"),
+        ("data.scale=[0.5, 1.5]", "data.scale"),
+        ("data.scale=wide", "data.scale"),
     ],
 )
 def test_bad_values_are_refused_with_one_line_naming_the_key(override: str, named: str) -> None:
@@ -93,6 +98,12 @@ def test_bad_values_are_refused_with_one_line_naming_the_key(override: str, name
         load_recipe("zhang-smoke", [override])
     message = str(raised.value)
     assert named in message and "\n" not in message
+
+
+def test_a_zoom_without_whole_images_is_refused() -> None:
+    assert load_recipe("zhang-smoke", ["data.scale=[0.5, 1]"]).data.scale == (0.5, 1.0)
+    with pytest.raises(UserError, match="data.scale needs data.resize"):
+        load_recipe("zhang-smoke", ["data.scale=[0.5, 1]", "data.resize=null"])
 
 
 def test_unknown_recipe_and_bad_files_are_refused(tmp_path) -> None:

@@ -15,6 +15,7 @@ from colorization.training.data import (
     centre_crop,
     lab_batch,
     random_crop_flip,
+    random_zoom_crop_flip,
     read_rows,
     train_batches,
     train_lab_batch,
@@ -85,6 +86,46 @@ def test_resized_training_and_validation_batches() -> None:
     area = lab.reshape(2, 3, 8, 2, 8, 2).mean(dim=(3, 5))  # area filter by hand: means of 2 x 2 blocks
     torch.testing.assert_close(train_lab_batch(stored, config, "cpu"), area)
     torch.testing.assert_close(val_lab_batch(stored, config, "cpu"), area)
+
+
+def test_zoomed_crops_are_square_in_image_windows_of_the_asked_area_mirrored_about_half_the_time() -> None:
+    """On ramps (channel 0 = column, channel 1 = row) an averaged window is again a ramp: its slope is the window
+    side / output side, its first value the window's corner. So every window's place and size can be read back."""
+    count, height, width, size, low, high = 200, 48, 60, 8, 0.25, 0.81
+    rows, columns = torch.meshgrid(
+        torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32), indexing="ij"
+    )
+    images = torch.stack((columns, rows)).expand(count, 2, height, width)
+    crops = random_zoom_crop_flip(images, size, (low, high), flip=True, generator=torch.Generator().manual_seed(0))
+    assert crops.shape == (count, 2, size, size)
+    x_steps, y_steps = crops[:, 0].diff(dim=-1), crops[:, 1].diff(dim=-2)
+    mirrored = x_steps[:, 0, 0] < 0
+    x_steps = torch.where(mirrored.view(-1, 1, 1), -x_steps, x_steps)
+    side = x_steps.mean(dim=(1, 2)) * size  # window side in pixels
+    torch.testing.assert_close(x_steps, (side / size).view(-1, 1, 1).expand_as(x_steps), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(y_steps.mean(dim=(1, 2)) * size, side, rtol=1e-3, atol=1e-3)  # square
+    fraction = side**2 / min(height, width) ** 2
+    assert fraction.min() >= low - 1e-4 and fraction.max() <= high + 1e-4
+    assert fraction.min() < low + 0.05 and fraction.max() > high - 0.05  # the whole range is drawn
+    x_values = torch.where(mirrored.view(-1, 1), crops[:, 0].flip(-1).flatten(1), crops[:, 0].flatten(1))
+    half_cell = side / size / 2
+    assert (x_values.min(1).values - half_cell >= -0.5 - 1e-4).all()  # inside the image (pixel centres at k)
+    assert (x_values.max(1).values + half_cell <= width - 0.5 + 1e-4).all()
+    assert (crops[:, 1].amin((1, 2)) - half_cell >= -0.5 - 1e-4).all()
+    assert (crops[:, 1].amax((1, 2)) + half_cell <= height - 0.5 + 1e-4).all()
+    assert 70 <= int(mirrored.sum()) <= 130
+    again = random_zoom_crop_flip(images, size, (low, high), flip=True, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(crops, again)
+
+
+def test_a_zoom_over_the_whole_image_is_the_area_resize_and_training_batches_use_it() -> None:
+    stored = _stored(count=2, size=16)
+    lab = lab_batch(stored["L"], stored["ab"], "cpu")
+    area = lab.reshape(2, 3, 8, 2, 8, 2).mean(dim=(3, 5))  # area filter by hand: means of 2 x 2 blocks
+    torch.testing.assert_close(random_zoom_crop_flip(lab, 8, (1.0, 1.0), flip=False), area)
+    config = DataConfig(resize=12, crop=8, flip=False, val_size=8, scale=(1.0, 1.0))
+    torch.testing.assert_close(train_lab_batch(stored, config, "cpu"), area)  # not the resize to 12 then a crop
+    assert DataConfig(resize=12, crop=8, val_size=8, scale=[0.5, 1]).scale == (0.5, 1)
 
 
 def test_stream_visits_every_colourful_row_and_never_a_colourless_one(tmp_path: Path) -> None:
