@@ -92,7 +92,8 @@ def random_zoom_crop_flip(
     Args:
         images: (N, C, H, W) float, any device.
         size: output side.
-        scale: (min, max) fraction of the image area a window covers, 0 < min <= max <= 1.
+        scale: (min, max) fraction of the area a window covers, 0 < min <= max <= 1: of the image for the square
+            shard images, of the largest square min(H, W)^2 in general.
         flip: whether to mirror half of the windows left-right.
         generator: a CPU generator for the sizes, offsets and flips (None: the global one).
 

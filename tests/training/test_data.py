@@ -123,6 +123,7 @@ def test_a_zoom_over_the_whole_image_is_the_area_resize_and_training_batches_use
     lab = lab_batch(stored["L"], stored["ab"], "cpu")
     area = lab.reshape(2, 3, 8, 2, 8, 2).mean(dim=(3, 5))  # area filter by hand: means of 2 x 2 blocks
     torch.testing.assert_close(random_zoom_crop_flip(lab, 8, (1.0, 1.0), flip=False), area)
+    assert random_zoom_crop_flip(lab[:0], 8, (0.5, 1.0), flip=True).shape == (0, 3, 8, 8)  # all rows colourless
     config = DataConfig(resize=12, crop=8, flip=False, val_size=8, scale=(1.0, 1.0))
     torch.testing.assert_close(train_lab_batch(stored, config, "cpu"), area)  # not the resize to 12 then a crop
     assert DataConfig(resize=12, crop=8, val_size=8, scale=[0.5, 1]).scale == (0.5, 1)
