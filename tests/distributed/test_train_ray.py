@@ -90,6 +90,22 @@ def test_ray_run_logs_and_registers(ray_session, mixed_shards: Path, tmp_path: P
     assert again.skipped and again.step == 4 and again.mlflow_run_id == run_id  # finished: nothing to train
 
 
+def test_a_ray_run_trains_on_zoomed_crops_cut_on_its_worker(ray_session, mixed_shards: Path, tmp_path: Path):
+    """With ``data.scale`` Ray Data passes whole images and the worker cuts the zoomed crops (the local recipe's
+    path); the run finishes and records the zoom."""
+    import json
+
+    from colorization.stages.train import run
+
+    prior = write_prior(tmp_path / "prior", model_bins("zhang_eccv16_w8", input_size=32))
+    out = tmp_path / "run"
+    zoom = ("data.resize=48", "data.scale=[0.3, 1.0]", "data.crop=32", "data.val_size=32")
+    cadence = ("schedule.max_steps=2", "cadence.validate_every=0", "cadence.checkpoint_every=2")
+    result = run(stage_config(mixed_shards, out, f"sqlite:///{tmp_path / 'db'}", f"loss.prior={prior}", *zoom, *cadence))
+    assert (result.step, result.start_step) == (2, 0)
+    assert json.loads((out / "train_config.json").read_text())["data"]["scale"] == [0.3, 1.0]
+
+
 def test_prior_with_other_bins_is_refused_before_ray_starts(mixed_shards: Path, tmp_path: Path, monkeypatch):
     from colorization.distributed import runtime
     from colorization.errors import UserError
