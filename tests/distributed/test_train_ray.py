@@ -101,7 +101,8 @@ def test_a_ray_run_trains_on_zoomed_crops_cut_on_its_worker(ray_session, mixed_s
     out = tmp_path / "run"
     zoom = ("data.resize=48", "data.scale=[0.3, 1.0]", "data.crop=32", "data.val_size=32")
     cadence = ("schedule.max_steps=2", "cadence.validate_every=0", "cadence.checkpoint_every=2")
-    result = run(stage_config(mixed_shards, out, f"sqlite:///{tmp_path / 'db'}", f"loss.prior={prior}", *zoom, *cadence))
+    tracking_uri = f"sqlite:///{tmp_path / 'db'}"
+    result = run(stage_config(mixed_shards, out, tracking_uri, f"loss.prior={prior}", *zoom, *cadence))
     assert (result.step, result.start_step) == (2, 0)
     assert json.loads((out / "train_config.json").read_text())["data"]["scale"] == [0.3, 1.0]
 
