@@ -139,8 +139,7 @@ class DataConfig:
         if not isinstance(self.flip, bool):
             _fail("data.flip", f"must be true or false; got {self.flip!r}")
         if self.scale is not None:
-            if isinstance(self.scale, list):
-                object.__setattr__(self, "scale", tuple(self.scale))
+            object.__setattr__(self, "scale", _lists_to_tuples(self.scale))
             if not isinstance(self.scale, tuple) or len(self.scale) != 2:
                 _fail("data.scale", f"must be two area fractions [min, max]; got {self.scale!r}")
             for fraction in self.scale:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from skimage.color import rgb2lab
 
+from colorization.color.constants import COLOURLESS_AB_THRESHOLD
 from colorization.io.images import list_image_files, read_image, resize_shorter_side_and_center_crop
 
 SIZE = 256
@@ -27,9 +28,15 @@ MIN_PIXELS = 500  # a photo counts for a group's per-photo mean when it has this
 AGREEING_HUE = np.pi / 4
 MIN_PREDICTED_CHROMA = 5.0
 SKY_ROWS = 0.4  # "sky": blue pixels in this upper share of the photo
+
+
+def _blue(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (b < -12) & (np.hypot(a, b) > 12)
+
+
 GROUPS = {
-    "blue": lambda lightness, a, b, upper: (b < -12) & (np.hypot(a, b) > 12),
-    "sky": lambda lightness, a, b, upper: (b < -12) & (np.hypot(a, b) > 12) & upper & (lightness > 40),
+    "blue": lambda lightness, a, b, upper: _blue(a, b),
+    "sky": lambda lightness, a, b, upper: _blue(a, b) & upper & (lightness > 40),
     "green": lambda lightness, a, b, upper: (a < -8) & (b > 0),
     "skin": lambda lightness, a, b, upper: (a > 8) & (a < 30) & (b > 12) & (b < 40) & (lightness > 35),
     "saturated": lambda lightness, a, b, upper: np.hypot(a, b) > 15,
@@ -51,7 +58,7 @@ def agreement(pred_dir: Path, truth_dir: Path) -> dict[str, tuple[float, float, 
         if pred_path is None:
             continue
         truth, pred = lab_of(truth_path), lab_of(pred_path)
-        if np.abs(truth[..., 1:]).max() < 5:  # colourless truth, as `colorization metrics` leaves it out
+        if np.abs(truth[..., 1:]).max() < COLOURLESS_AB_THRESHOLD:  # left out, as `colorization metrics` does
             continue
         hue_pred, hue_truth = np.arctan2(pred[..., 2], pred[..., 1]), np.arctan2(truth[..., 2], truth[..., 1])
         hue_gap = np.angle(np.exp(1j * (hue_pred - hue_truth)))
