@@ -45,6 +45,11 @@ __all__ = ["Colorizer", "DecodeOptions", "LARSSON_DECODERS", "ZHANG_DECODERS", "
 # Full-resolution work (upsample, Lab join, gamut fit) runs on at most this many pixels at once: about 1 Mpx of
 # float32 temporaries (~150 MB). Larger images go in bands of rows; images of one size batch up to this total.
 TILE_PIXELS = 1 << 20
+# On a CPU the network runs this many images per forward pass, whatever the batch: per image, batches are slower
+# there, because one image's activations stay in cache and a batch's do not (Zhang ECCV16 at 256 on 2 cores, ms per
+# image at batch 1 / 16: 444-484 / 510-715 at full width, 39-40 / 47-52 at 1/4 width). The rest of the work (resize,
+# decode, Lab join) stays batched.
+CPU_FORWARD_BATCH = 1
 MODEL_URI_PREFIX = "models:/"
 
 
@@ -137,7 +142,7 @@ class Colorizer:
         model: a registered network (put in eval mode here).
         options: default decoder choice; validated against the model's family.
         device: where the network runs; None keeps the model's device.
-        batch_size: images per forward pass.
+        batch_size: images per forward pass (on a CPU at most ``CPU_FORWARD_BATCH``) and per post-processing batch.
         tile_pixels: full-resolution work runs on at most this many pixels at once (bands of larger images).
     """
 
@@ -162,6 +167,7 @@ class Colorizer:
         self.model = model.eval() if device is None else model.to(device).eval()
         self.device = next(model.parameters()).device
         self.batch_size = batch_size
+        self.forward_batch = batch_size if self.device.type != "cpu" else min(batch_size, CPU_FORWARD_BATCH)
         self.options = self.resolve(options)
         self.working_size = model.config.input_size
 
@@ -200,10 +206,10 @@ class Colorizer:
 
     @torch.no_grad()
     def predict(self, working: torch.Tensor) -> Outputs:
-        """(N, 3, S, S) RGB in [0, 1] at the working size -> the network's outputs, in chunks of ``batch_size``."""
+        """(N, 3, S, S) RGB in [0, 1] at the working size -> the network's outputs, in chunks of ``forward_batch``."""
         chunks = [
-            self.adapter.predict(self.model, working[start : start + self.batch_size].to(self.device))
-            for start in range(0, working.shape[0], self.batch_size)
+            self.adapter.predict(self.model, working[start : start + self.forward_batch].to(self.device))
+            for start in range(0, working.shape[0], self.forward_batch)
         ]
         return {key: torch.cat([chunk[key] for chunk in chunks]) for key in chunks[0]}
 

@@ -10,7 +10,7 @@ from skimage.color import rgb2lab
 
 from colorization.color.gamut import fit_ab_to_gamut
 from colorization.color.lab import lab_to_rgb, rgb_to_lab, split_lab
-from colorization.inference import LARSSON_DECODERS, ZHANG_DECODERS, Colorizer, DecodeOptions
+from colorization.inference import CPU_FORWARD_BATCH, LARSSON_DECODERS, ZHANG_DECODERS, Colorizer, DecodeOptions
 from colorization.io.images import decode_image, image_to_tensor
 from colorization.models.checkpoint import save_checkpoint
 from colorization.models.registry import create_model
@@ -129,6 +129,24 @@ def test_from_checkpoint_matches_the_model(tmp_path, odd_images):
     direct = Colorizer(model).colorize_images(odd_images[:1])[0]
     loaded = Colorizer.from_checkpoint(path).colorize_images(odd_images[:1])[0]
     assert np.array_equal(np.asarray(direct), np.asarray(loaded))
+
+
+@pytest.mark.parametrize("make_model", [zhang_model, larsson_model])
+def test_cpu_forward_in_small_chunks_equals_one_batched_pass(make_model):
+    model = make_model().eval()
+    colorizer = Colorizer(model, batch_size=5)
+    assert colorizer.forward_batch == min(5, CPU_FORWARD_BATCH)
+    passes = []
+    model.register_forward_hook(lambda module, inputs, output: passes.append(len(inputs[0])))
+    torch.manual_seed(1)
+    working = torch.rand(5, 3, WORKING_SIZE, WORKING_SIZE)
+    chunked = colorizer.predict(working)
+    assert sum(passes) == 5 and max(passes) == min(5, CPU_FORWARD_BATCH)
+    with torch.no_grad():
+        whole = colorizer.adapter.predict(model, working)
+    assert chunked.keys() == whole.keys()
+    for key in whole:
+        torch.testing.assert_close(chunked[key], whole[key], rtol=1e-4, atol=1e-4)
 
 
 def test_fit_ab_to_gamut_keeps_lightness_and_hue():

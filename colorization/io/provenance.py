@@ -21,6 +21,10 @@ from PIL import Image, PngImagePlugin
 
 PROVENANCE_KEY = "colorization"
 SOFTWARE = "colorization (Zhang et al. / Larsson et al. ECCV 2016 reimplementation)"
+# zlib effort of every PNG this project writes for a user (batch outputs, HTTP responses). On colorized photos
+# level 1 encodes 3.6x faster than Pillow's default 6 and the files come out no larger (500 x 375-class outputs:
+# 18 vs 66 ms, 281 vs 295 KiB), because photographic pixels hardly compress at any level.
+PNG_COMPRESS_LEVEL = 1
 _RGB_PROFILE_MODES = ("RGB", "RGBA", "RGBX", "P")  # source modes whose ICC profile describes RGB
 
 
@@ -48,7 +52,7 @@ def png_info(record: dict[str, Any]) -> PngImagePlugin.PngInfo:
 
 def save_png(image: Image.Image, path: str | Path, record: dict[str, Any], icc_profile: bytes | None = None) -> None:
     """Writes ``image`` as PNG at ``path`` with the provenance record (and the source's ICC profile)."""
-    options: dict[str, Any] = {"pnginfo": png_info(record)}
+    options: dict[str, Any] = {"pnginfo": png_info(record), "compress_level": PNG_COMPRESS_LEVEL}
     if icc_profile:
         options["icc_profile"] = icc_profile
     image.save(path, format="PNG", **options)

@@ -15,15 +15,14 @@ import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from colorization.io.provenance import PNG_COMPRESS_LEVEL, PROVENANCE_KEY, SOFTWARE
+
 MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
-PROVENANCE_KEY = "colorization"  # PNG text chunk
 EXIF_IMAGE_DESCRIPTION = 0x010E
 EXIF_SOFTWARE = 0x0131
-SOFTWARE = "colorization (Zhang et al. / Larsson et al., ECCV 2016)"
-# Lossy quality and PNG effort: fast settings, since encoding sits on every request's critical path.
+# Lossy quality: fast settings, since encoding sits on every request's critical path.
 JPEG_QUALITY = 92
 WEBP_QUALITY = 90
-PNG_COMPRESS_LEVEL = 1
 
 
 def encode_image(rgb: np.ndarray, alpha: np.ndarray | None, output_format: str, provenance: dict[str, Any]) -> bytes:

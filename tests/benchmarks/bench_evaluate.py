@@ -9,7 +9,8 @@ run so that the ratios share the machine's load:
   at a time) vs the stage in one process vs the stage on a Ray actor pool (``--num-cpus`` actors);
 * evaluate, Zhang's default sweep (7 rows): a plain loop running the network once per row vs the stage (once per
   image);
-* batch colorize: a plain loop (read, ``colorize_images``, save PNG) vs the stage in one process and with Ray.
+* batch colorize: a plain loop (read, ``colorize_images``, save PNG with Pillow's defaults) vs the stage in one
+  process (reads and writes on I/O threads, PNG at ``PNG_COMPRESS_LEVEL``) and with Ray.
 
 Ray figures include starting the actor pool (not Ray itself: a local Ray is started first and reused).
 """

@@ -69,6 +69,23 @@ def test_outputs_mirror_inputs_without_collisions_and_carry_provenance(tmp_path,
     assert len(changed.written) == 3  # another T: not the same outputs, redone
 
 
+def test_pipelined_small_batches_write_what_one_batch_writes(tmp_path, tree, checkpoint):
+    """The local loop reads batch k + 1 and writes batch k - 1 while it colorizes batch k: nothing lost or mixed."""
+    first, second = tree
+    results = {size: run(ColorizeConfig(inputs=(first, second), out=tmp_path / f"b{size}", model=str(checkpoint),
+                                        use_ray=False, batch_size=size)) for size in (1, 2, 8)}
+    reference = results[8]
+    for size, result in results.items():
+        out = tmp_path / f"b{size}"
+        assert [Path(s).name for s, _ in result.failed] == ["broken.png"]
+        assert sorted(str(Path(d).relative_to(out)) for _, d in result.written) == sorted(
+            str(Path(d).relative_to(tmp_path / "b8")) for _, d in reference.written
+        )
+        for _, destination in result.written:
+            same = tmp_path / "b8" / Path(destination).relative_to(out)
+            assert np.array_equal(np.asarray(Image.open(destination)), np.asarray(Image.open(same)))
+
+
 def test_one_unwritable_output_never_aborts_and_bad_out_fails_first(tmp_path, tree, checkpoint):
     first, _ = tree
     out = tmp_path / "out"

@@ -43,7 +43,7 @@ def test_network_runs_once_per_image_whatever_the_sweep(truth_crops):
     colorizer = Colorizer(model, batch_size=4)
     scores = score_batch(truth_crops, {"zhang": (colorizer, entries)}, SweepScores(BINS))
     assert sum(calls) == len(truth_crops) == scores.network_images["zhang"]
-    assert len(calls) == 2  # ceil(6 / 4) forward passes for 7 decoded rows
+    assert len(calls) == -(-len(truth_crops) // colorizer.forward_batch)  # one pass per chunk for 7 decoded rows
     assert len(scores.rows) == len(entries) + 1
     # each row equals rendering that entry on its own through the public Colorizer API
     for entry in entries[:2]:
