@@ -46,9 +46,9 @@ __all__ = ["Colorizer", "DecodeOptions", "LARSSON_DECODERS", "ZHANG_DECODERS", "
 # float32 temporaries (~150 MB). Larger images go in bands of rows; images of one size batch up to this total.
 TILE_PIXELS = 1 << 20
 # On a CPU the network runs this many images per forward pass, whatever the batch: per image, batches are slower
-# there, because one image's activations stay in cache and a batch's do not (Zhang ECCV16 at 256 on 2 cores, ms per
-# image at batch 1 / 16: 444-484 / 510-715 at full width, 39-40 / 47-52 at 1/4 width). The rest of the work (resize,
-# decode, Lab join) stays batched.
+# there, most likely because one image's activations fit in cache and a batch's do not (Zhang ECCV16 at 256 on 2
+# cores, ms per image at batch 1 / 16, four rounds: 444-658 / 510-715 at full width, 39-40 / 47-52 at 1/4 width).
+# The rest (resize, decode, Lab join) stays batched.
 CPU_FORWARD_BATCH = 1
 MODEL_URI_PREFIX = "models:/"
 
