@@ -39,7 +39,7 @@ WINDOWS = (3, 7, 15)  # local statistics over these square windows, pixels at --
 GRID_STRIDE = 4  # the networks predict at 1/4 of their working size
 
 
-def split_lab(shards: Path, split: str) -> torch.Tensor:
+def load_split(shards: Path, split: str) -> torch.Tensor:
     """Every colourful image of one split as raw Lab (N, 3, S, S)."""
     files = sorted((shards / split).glob("*.parquet"))
     if not files:
@@ -79,9 +79,8 @@ def shrink(lab: torch.Tensor, size: int) -> torch.Tensor:
 def texture_auc(train: torch.Tensor, val: torch.Tensor, size: int) -> tuple[float, float]:
     """ROC AUC of the texture classifier for green, on its training pixels and on the validation pixels."""
     train, val = shrink(train, size), shrink(val, size)
-    truth_train, truth_val = green_mask(train[..., ::GRID_STRIDE, ::GRID_STRIDE]), green_mask(
-        val[..., ::GRID_STRIDE, ::GRID_STRIDE]
-    )
+    truth_train = green_mask(train[..., ::GRID_STRIDE, ::GRID_STRIDE])
+    truth_val = green_mask(val[..., ::GRID_STRIDE, ::GRID_STRIDE])
     classifier = HistGradientBoostingClassifier(max_iter=200, random_state=0).fit(texture_features(train), truth_train)
     return (
         roc_auc_score(truth_train, classifier.predict_proba(texture_features(train))[:, 1]),
@@ -113,7 +112,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", action="append", default=[], help="a checkpoint to rank the same way")
     args = parser.parse_args()
     torch.manual_seed(0)
-    train, val = split_lab(args.shards, "train"), split_lab(args.shards, "val")
+    train, val = load_split(args.shards, "train"), load_split(args.shards, "val")
     fit, held_out = texture_auc(train, val, args.size)
     val_green = green_mask(val).mean()
     print(f"{len(train)} training / {len(val)} validation photos; green pixels in validation: {100 * val_green:.1f} %")
