@@ -78,10 +78,14 @@ def _download_checkpoint(spec: str, tracking_uri: str | None, destination: Path)
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from colorization.tracking import resolve_tracking_uri
+    from colorization.tracking import check_tracking_server, resolve_tracking_uri
 
     name, alias, version = parse_registry_uri(spec)
     uri = resolve_tracking_uri(tracking_uri)
+    try:  # an unreachable server: one line in seconds, not after MLflow's minutes of retries
+        check_tracking_server(uri)
+    except UserError as error:
+        raise UserError(f"model {spec}: {error}") from None
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     model_version = _resolve_version(client, spec, name, alias, version)
     try:

@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_DB_NAME",
     "resolve_tracking_uri",
     "configure_tracking",
+    "check_tracking_server",
     "check_tracking_store",
 ]
 
@@ -52,6 +53,34 @@ def _local_sqlite_path(tracking_uri: str) -> Path | None:
     return Path(location).resolve()  # "sqlite:////abs/x.db" leaves "/abs/x.db"; "sqlite:///x.db" is cwd-relative
 
 
+def check_tracking_server(uri: str, *, timeout_s: float = CHECK_TIMEOUT_S) -> None:
+    """For an ``http(s)://`` tracking URI: the server must answer (its ``/health`` endpoint; any HTTP answer counts)
+    within ``timeout_s`` seconds. Other URIs pass unchecked.
+
+    Raises:
+        UserError: the server cannot be reached, named with the reason.
+    """
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s):
+            pass
+    except urllib.error.HTTPError as error:
+        if error.code in _GATEWAY_ERRORS:  # a proxy answered for a server it could not reach
+            reason = f"HTTP {error.code}"
+        else:
+            reason = None  # the server answered (an older one without /health, or behind authentication)
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+    else:
+        reason = None
+    if reason is not None:
+        raise UserError(
+            f"MLflow tracking server {uri} is not reachable ({reason}); start it, or choose another store with "
+            f"--tracking-uri or ${TRACKING_URI_ENV}"
+        ) from None
+
+
 def check_tracking_store(tracking_uri: str | None = None, *, timeout_s: float = CHECK_TIMEOUT_S) -> str:
     """Checks, before any work, that MLflow will be able to record there; returns the resolved URI.
 
@@ -80,24 +109,8 @@ def check_tracking_store(tracking_uri: str | None = None, *, timeout_s: float = 
             with database.open("rb") as stream:
                 if stream.read(len(_SQLITE_MAGIC)) != _SQLITE_MAGIC:
                     raise UserError(f"MLflow tracking store {database} exists and is not an SQLite database")
-    elif uri.startswith(("http://", "https://")):
-        try:
-            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s):
-                pass
-        except urllib.error.HTTPError as error:
-            if error.code in _GATEWAY_ERRORS:  # a proxy answered for a server it could not reach
-                reason = f"HTTP {error.code}"
-            else:
-                reason = None  # the server answered (an older one without /health, or behind authentication)
-        except (urllib.error.URLError, OSError, ValueError) as error:
-            reason = getattr(error, "reason", error)
-        else:
-            reason = None
-        if reason is not None:
-            raise UserError(
-                f"MLflow tracking server {uri} is not reachable ({reason}); start it, or choose another store with "
-                f"--tracking-uri or ${TRACKING_URI_ENV}"
-            ) from None
+    else:
+        check_tracking_server(uri, timeout_s=timeout_s)
     return uri
 
 

@@ -146,6 +146,8 @@ def run(config: ColorizeConfig) -> ColorizeResult:
     device = str(resolve_device(config.device))
     model_inputs = [] if is_registry_uri(config.model) else [Path(config.model)]
     out = check_output_dir(config.out, inputs=[*config.inputs, *model_inputs], what="--out")
+    if not any(Path(given).exists() for given in config.inputs):  # nothing to do: say so before loading a model
+        raise UserError(f"no such file or folder: {', '.join(str(given) for given in config.inputs)}")
     model = load_model(config.model, device="cpu")
     try:
         options = adapter_for(model).resolve_options(model, config.options)

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -229,3 +230,19 @@ def test_resolve_device_without_a_gpu() -> None:
             resolve_device("cuda")
     with pytest.raises(UserError, match="not a device name"):
         resolve_device("gpu0")
+
+
+def test_registered_model_on_an_unreachable_server_is_one_line_in_seconds(world, capsys, monkeypatch) -> None:
+    """MLflow's client retries a dead server for minutes; the registry lookup probes it first."""
+    monkeypatch.chdir(world)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_closed_port()}")
+    start = time.perf_counter()
+    run_command(["colorize", "images", "--checkpoint", "models:/zhang-eccv16@candidate", "--out", "out"], world,
+                capsys, says=["models:/zhang-eccv16@candidate", "MLflow tracking server", "not reachable"])
+    assert time.perf_counter() - start < 30
+
+
+def test_colorize_with_no_existing_input_fails_before_loading_a_model(world, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(world)
+    run_command(["colorize", "nowhere", "gone.png", "--checkpoint", "models:/never@loaded", "--out", "out"], world,
+                capsys, says=["nowhere", "gone.png", "no such file or folder"])
