@@ -5,7 +5,8 @@ path relative to the folder it came from (a file given directly lands at ``--out
 meet are kept apart (``a.jpg.png`` and ``a.jpeg.png``; the same path in two input folders goes under each
 folder's name). ``--out`` may not be, lie inside or contain an input. Originals are never modified; outputs are
 written atomically and record the model, its digest, the decoder and T. Unreadable inputs and unwritable outputs
-are listed and skipped; they never abort the batch (exit code 1 when any failed). A rerun skips finished outputs.
+are listed and skipped; they never abort the batch (exit code 1 when any failed); when no input exists at
+all, the command stops before loading the model (exit code 2). A rerun skips finished outputs.
 From 200 images (or with ``--ray``) the work runs on a Ray Data actor pool.
 """
 
